@@ -1,0 +1,2 @@
+// Filled in by the foundation work; see packages/core/README.md.
+export {};
