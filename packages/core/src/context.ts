@@ -23,7 +23,9 @@ export interface CreateConnectorContextOptions {
   scratchDir?: string;
 }
 
-export function createConnectorContext(options: CreateConnectorContextOptions): ConnectorContext<unknown> {
+export function createConnectorContext<TCredentials = unknown>(
+  options: CreateConnectorContextOptions & { credentials: TCredentials },
+): ConnectorContext<TCredentials> {
   const net: NetworkGuard = {
     lookup: dnsLookup,
     async assertAllowed() {},

@@ -53,6 +53,11 @@ export interface CloudmuxErrorOptions {
   /** Overrides the catalog status (e.g. 500 for an upstream `method_not_allowed`). */
   status?: number;
   conflictingResourceId?: string;
+  /**
+   * Connectors report a conflict with the existing item's native raw id; the server encodes it
+   * into `conflictingResourceId` before rendering.
+   */
+  conflictingRawId?: string;
   /** Seconds, sent as `Retry-After` on 429s. */
   retryAfter?: number;
   upstream?: UpstreamDetail;
@@ -75,7 +80,8 @@ export class CloudmuxError extends Error {
   override readonly name = 'CloudmuxError';
   readonly code: ErrorCode;
   readonly status: number;
-  readonly conflictingResourceId?: string;
+  conflictingResourceId?: string;
+  readonly conflictingRawId?: string;
   readonly retryAfter?: number;
   readonly upstream?: UpstreamDetail;
   readonly service?: string;
@@ -87,6 +93,7 @@ export class CloudmuxError extends Error {
     this.code = code;
     this.status = options.status ?? entry.status;
     if (options.conflictingResourceId !== undefined) this.conflictingResourceId = options.conflictingResourceId;
+    if (options.conflictingRawId !== undefined) this.conflictingRawId = options.conflictingRawId;
     if (options.retryAfter !== undefined) this.retryAfter = options.retryAfter;
     if (options.upstream !== undefined) this.upstream = options.upstream;
     if (options.service !== undefined) this.service = options.service;
@@ -108,6 +115,18 @@ export function isCloudmuxError(value: unknown): value is CloudmuxError {
 
 export function cloudmuxError(code: ErrorCode, message?: string, options?: CloudmuxErrorOptions): CloudmuxError {
   return new CloudmuxError(code, message, options);
+}
+
+/** A connector's "already exists": carries the existing item's raw id for `conflicting_resource_id`. */
+export function namingConflict(conflictingRawId: string | undefined, message?: string, service?: string): CloudmuxError {
+  return new CloudmuxError('naming_conflict', message, {
+    ...(conflictingRawId !== undefined ? { conflictingRawId } : {}),
+    ...(service !== undefined ? { service } : {}),
+  });
+}
+
+export function notFound(message?: string, service?: string): CloudmuxError {
+  return new CloudmuxError('not_found', message, service !== undefined ? { service } : {});
 }
 
 export function notImplemented(service: string, operation: string): CloudmuxError {

@@ -4,6 +4,7 @@
  * Kloudless ids with the id codec and builds the wire objects with `toStorageObject`.
  */
 import type { Readable } from 'node:stream';
+import { CloudmuxError } from './errors.js';
 
 export type StorageItemType = 'file' | 'folder';
 
@@ -122,6 +123,29 @@ export interface ChangeRecord {
   modified: Date;
 }
 
+/** Naming behaviour of a backend that the conformance kit must know about. */
+export interface StorageQuirks {
+  /** The backend stores names in this Unicode normalization form whatever the client sent. */
+  unicodeNormalization?: 'NFC' | 'NFD';
+  /** Two names differing only in case are the same item. */
+  caseInsensitiveNames?: boolean;
+}
+
+/**
+ * Rejects names that are not a single path segment: empty, `.`/`..`, containing `/`, `\\` or NUL or
+ * other control characters. Connectors call it on every name they receive (the server also does),
+ * so a name can never address anything outside its parent folder.
+ */
+export function validateItemName(name: unknown): string {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 1024) {
+    throw new CloudmuxError('invalid_parameters', 'A name must be a non-empty string of at most 1024 characters.');
+  }
+  if (name === '.' || name === '..' || /[/\\\u0000-\u001f\u007f]/.test(name)) {
+    throw new CloudmuxError('invalid_parameters', `Invalid name: names cannot be "." or ".." or contain "/", "\\" or control characters.`);
+  }
+  return name;
+}
+
 /**
  * What a storage connector implements. Required methods cover the Storage API every backend can do;
  * optional ones are capabilities: absent means the server answers `not_implemented`.
@@ -131,6 +155,7 @@ export interface StorageApi {
   readonly rootRawId: string;
   /** Raw id of the trash, when the service has one (the `trash` special id). */
   readonly trashRawId?: string;
+  readonly quirks?: StorageQuirks;
 
   get(rawId: string, type: StorageItemType): Promise<StorageItem>;
   list(folderRawId: string, page: PageRequest): Promise<Page<StorageItem>>;

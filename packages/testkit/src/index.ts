@@ -1,1 +1,3 @@
-export {};
+export * from './servers.js';
+export * from './streams.js';
+export * from './storage-conformance.js';
