@@ -1,0 +1,78 @@
+/**
+ * Raw ids are paths from the account's base path, starting with `/` (`/` is the base path itself).
+ * Every segment is checked, so a raw id can never address anything above the base path, and names
+ * that would break an FTP command line (CR, LF, NUL) never reach the wire.
+ */
+import { CloudmuxError, validateItemName } from '@cloudmux/core';
+import { SERVICE } from './errors.js';
+
+/** Uploads are written under this prefix in the target folder, then renamed; such names stay hidden. */
+export const UPLOAD_PREFIX = '.cloudmux-upload-';
+
+export function isHiddenName(name: string): boolean {
+  return name.startsWith(UPLOAD_PREFIX);
+}
+
+function missing(): CloudmuxError {
+  return new CloudmuxError('not_found', 'No such file or folder.', { service: SERVICE });
+}
+
+export function parseRawId(rawId: string): string[] {
+  if (typeof rawId !== 'string' || !rawId.startsWith('/')) throw missing();
+  const segments = rawId.split('/').filter((s) => s !== '');
+  for (const segment of segments) {
+    if (segment === '.' || segment === '..' || /[\\\u0000-\u001f\u007f]/.test(segment) || isHiddenName(segment)) {
+      throw missing();
+    }
+  }
+  return segments;
+}
+
+export function toRawId(segments: readonly string[]): string {
+  return `/${segments.join('/')}`;
+}
+
+/** Validates `name` as one segment and refuses the reserved upload prefix. */
+export function checkName(name: string): string {
+  validateItemName(name);
+  if (isHiddenName(name)) {
+    throw new CloudmuxError('invalid_parameters', `Names starting with "${UPLOAD_PREFIX}" are reserved.`, { service: SERVICE });
+  }
+  return name;
+}
+
+export function childRawId(parentRawId: string, name: string): string {
+  return toRawId([...parseRawId(parentRawId), checkName(name)]);
+}
+
+export function parentOf(rawId: string): string | null {
+  const segments = parseRawId(rawId);
+  return segments.length === 0 ? null : toRawId(segments.slice(0, -1));
+}
+
+export function nameOf(rawId: string): string {
+  return parseRawId(rawId).at(-1) ?? '';
+}
+
+/** Normalizes a configured base path: absolute, no `.`/`..`, no control characters, no trailing slash. */
+export function normalizeBasePath(basePath: string): string {
+  if (!basePath.startsWith('/')) throw new CloudmuxError('invalid_parameters', 'The base path must start with "/".');
+  const segments = basePath.split('/').filter((s) => s !== '');
+  for (const segment of segments) {
+    if (segment === '.' || segment === '..' || /[\u0000-\u001f\u007f]/.test(segment)) {
+      throw new CloudmuxError('invalid_parameters', 'The base path cannot contain ".", ".." or control characters.');
+    }
+  }
+  return `/${segments.join('/')}`;
+}
+
+/** Absolute server path of a raw id under the base path. */
+export function serverPath(basePath: string, rawId: string): string {
+  const segments = parseRawId(rawId);
+  if (segments.length === 0) return basePath;
+  return `${basePath === '/' ? '' : basePath}/${segments.join('/')}`;
+}
+
+export function serverChildPath(basePath: string, parentRawId: string, name: string): string {
+  return serverPath(basePath, childRawId(parentRawId, name));
+}
