@@ -48,7 +48,12 @@ export function encodeAad(parts: ReadonlyArray<string | Uint8Array>): Buffer {
 function syntheticIv(key: SivKey, aad: Uint8Array, plaintext: Uint8Array): Buffer {
   const len = Buffer.allocUnsafe(4);
   len.writeUInt32BE(aad.length, 0);
-  return createHmac('sha256', key.mac).update(len).update(aad).update(plaintext).digest().subarray(0, SIV_BYTES);
+  return createHmac('sha256', key.mac)
+    .update(len)
+    .update(aad)
+    .update(plaintext)
+    .digest()
+    .subarray(0, SIV_BYTES);
 }
 
 /**
@@ -63,7 +68,9 @@ export function sivSeal(key: SivKey, aad: Uint8Array, plaintext: Uint8Array, pre
   iv.copy(out, pre);
   // SP 800-38A §6.5 CTR; OpenSSL increments the whole 128-bit block, and ids are far below 2^128 blocks.
   // CTR has no padding: update() returns every byte and final() would add nothing, so it is skipped.
-  createCipheriv('aes-256-ctr', key.enc, iv).update(plaintext).copy(out, pre + SIV_BYTES);
+  createCipheriv('aes-256-ctr', key.enc, iv)
+    .update(plaintext)
+    .copy(out, pre + SIV_BYTES);
   return out;
 }
 

@@ -9,11 +9,11 @@
  * Byte layout and the choice of construction: docs/ids.md.
  */
 import { CloudmuxError } from './errors.js';
-import { SIV_BYTES, type SivKey, encodeAad, sivKeyFrom, sivOpen, sivSeal } from './ids-siv.js';
+import { encodeAad, SIV_BYTES, type SivKey, sivKeyFrom, sivOpen, sivSeal } from './ids-siv.js';
 import type { Keyring } from './secrets.js';
 
-export { SIV_BYTES, encodeAad, sivKeyFrom, sivOpen, sivSeal } from './ids-siv.js';
 export type { SivKey } from './ids-siv.js';
+export { encodeAad, SIV_BYTES, sivKeyFrom, sivOpen, sivSeal } from './ids-siv.js';
 
 /** Kloudless: ids are at most 8,192 characters. */
 export const MAX_ID_LENGTH = 8192;
@@ -110,7 +110,7 @@ export interface IdCodec {
 
 export interface IdCodecOptions {
   keys: Keyring;
-  /** Mint under this version instead of `keys.active` (lets the credential key rotate without changing ids). */
+  /** Mint under this version, not `keys.active`: the credential key can rotate without changing ids. */
   version?: number;
   /** Entries per cache (one for encode, one for decode); 0 disables caching. Default 10,000. */
   cacheSize?: number;
@@ -160,7 +160,8 @@ function accountString(accountId: unknown): string | undefined {
 }
 
 // `String.prototype.isWellFormed` (Node ≥ 20) is not in the ES2023 lib typings.
-const isWellFormed = (text: string): boolean => (text as unknown as { isWellFormed(): boolean }).isWellFormed();
+const isWellFormed = (text: string): boolean =>
+  (text as unknown as { isWellFormed(): boolean }).isWellFormed();
 
 function accepts(expected: unknown, type: string): boolean {
   if (typeof expected === 'string') return expected === type;
@@ -302,7 +303,8 @@ export function createIdCodec(options: IdCodecOptions): IdCodec {
 
   function bind(context: IdContext): IdScope {
     const scope = scopeFor(context);
-    if (scope === undefined) throw new CloudmuxError('invalid_parameters', 'Invalid account id or service for object ids.');
+    if (scope === undefined)
+      throw new CloudmuxError('invalid_parameters', 'Invalid account id or service for object ids.');
     return scope;
   }
 

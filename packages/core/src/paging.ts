@@ -10,8 +10,8 @@
  * integer `N ≥ 2` is an offset-style page number (what SDKs guess as `page + 1`).
  */
 import { CloudmuxError } from './errors.js';
-import { SIV_BYTES, type SivKey, encodeAad, sivKeyFrom, sivOpen, sivSeal } from './ids-siv.js';
 import { MAX_ID_LENGTH } from './ids.js';
+import { encodeAad, SIV_BYTES, type SivKey, sivKeyFrom, sivOpen, sivSeal } from './ids-siv.js';
 import type { Keyring } from './secrets.js';
 import type { Page } from './storage.js';
 
@@ -66,7 +66,10 @@ function unsafeCursor(reason: string): CloudmuxError {
 
 function looksLikeUrl(text: string): boolean {
   // The WHATWG parser drops leading/trailing C0 controls and spaces and every tab/CR/LF.
-  const t = text.replace(/[\t\n\r]/g, '').replace(/^[\u0000-\u0020]+/, '');
+  let t = text.replace(/[\t\n\r]/g, '');
+  let start = 0;
+  while (start < t.length && t.charCodeAt(start) <= 0x20) start++;
+  t = t.slice(start);
   if (/^[\\/]{2}/.test(t)) return true;
   try {
     return SPECIAL_SCHEMES.has(new URL(t).protocol);
@@ -81,18 +84,23 @@ function looksLikeUrl(text: string): boolean {
  */
 export function assertSafeCursor(cursor: string): void {
   if (typeof cursor !== 'string') throw unsafeCursor('not a string');
-  if (Buffer.byteLength(cursor, 'utf8') > MAX_CURSOR_BYTES) throw unsafeCursor(`longer than ${MAX_CURSOR_BYTES} bytes`);
+  if (Buffer.byteLength(cursor, 'utf8') > MAX_CURSOR_BYTES)
+    throw unsafeCursor(`longer than ${MAX_CURSOR_BYTES} bytes`);
   let decoded = cursor;
   try {
     decoded = decodeURIComponent(cursor);
   } catch {
     // Not percent-encoded text; the raw check below is the one that matters.
   }
-  if (looksLikeUrl(cursor) || looksLikeUrl(decoded)) throw unsafeCursor('it is an absolute URL (never follow upstream links)');
+  if (looksLikeUrl(cursor) || looksLikeUrl(decoded))
+    throw unsafeCursor('it is an absolute URL (never follow upstream links)');
 }
 
 /** Canonical resource string for binding: `path` plus its parameters sorted by name. */
-export function pageResource(path: string, params: Record<string, string | readonly string[] | undefined> = {}): string {
+export function pageResource(
+  path: string,
+  params: Record<string, string | readonly string[] | undefined> = {},
+): string {
   const pairs: string[] = [];
   for (const name of Object.keys(params).sort()) {
     const value = params[name];
@@ -191,7 +199,11 @@ export function createPageTokens(options: { keys: Keyring }): PageTokens {
  * out empty is past the end; so is any page ≥ 2 that starts at or beyond a known `total`. A token
  * page may legitimately be empty (an upstream that reports "more" and then has none).
  */
-export function assertPageExists(position: PagePosition, result: { itemCount: number; total?: number }, pageSize: number): void {
+export function assertPageExists(
+  position: PagePosition,
+  result: { itemCount: number; total?: number },
+  pageSize: number,
+): void {
   if (position.page < 2) return;
   if (result.total !== undefined && (position.page - 1) * pageSize >= result.total) {
     throw new CloudmuxError('not_found', 'The requested page is past the end of the listing.');
@@ -227,6 +239,7 @@ export async function seekPage<T>(
     }
     cursor = next;
   }
-  if (page!.items.length === 0) throw new CloudmuxError('not_found', 'The requested page is past the end of the listing.');
+  if (page!.items.length === 0)
+    throw new CloudmuxError('not_found', 'The requested page is past the end of the listing.');
   return page!;
 }

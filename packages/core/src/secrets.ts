@@ -42,7 +42,8 @@ function configError(message: string): CloudmuxError {
 export function parseSecretKey(value: string | Uint8Array): Buffer {
   if (typeof value !== 'string') {
     if (!(value instanceof Uint8Array)) throw configError('secret key must be a string or bytes');
-    if (value.length < MIN_SECRET_BYTES) throw configError(`secret key must be at least ${MIN_SECRET_BYTES} bytes`);
+    if (value.length < MIN_SECRET_BYTES)
+      throw configError(`secret key must be at least ${MIN_SECRET_BYTES} bytes`);
     return Buffer.from(value);
   }
   let text = value.trim();
@@ -64,7 +65,7 @@ export function parseSecretKey(value: string | Uint8Array): Buffer {
   return bytes;
 }
 
-/** A fresh 32-byte operator secret, base64url-encoded, for `CLOUDMUX_SECRET_KEY` or `cloudmux secret rotate`. */
+/** A fresh 32-byte operator secret (base64url) for `CLOUDMUX_SECRET_KEY` or `cloudmux secret rotate`. */
 export function generateSecretKey(): string {
   return randomBytes(32).toString('base64url');
 }
@@ -135,14 +136,17 @@ export class Keyring {
 
   /** Drops a retired version; ids and ciphertexts under it stop decoding. */
   without(version: number): Keyring {
-    const entries = [...this.#secrets].filter(([v]) => v !== version).map(([v, s]) => ({ version: v, secret: s }));
+    const entries = [...this.#secrets]
+      .filter(([v]) => v !== version)
+      .map(([v, s]) => ({ version: v, secret: s }));
     const active = this.active === version ? undefined : this.active;
     return new Keyring(entries, active === undefined ? {} : { active });
   }
 
   /**
-   * HKDF-SHA256(secret_v, salt = "cloudmux keyring v1", info = "cloudmux/<purpose>", length).
-   * Different purposes give independent keys; results are cached per keyring.
+   * HKDF-SHA256(secret_v, salt = "cloudmux keyring v1", info = "cloudmux/<purpose>/<length>", length).
+   * Different purposes give independent keys; the length is in `info` too, so a shorter key of one
+   * purpose is never a prefix of a longer one. Results are cached per keyring.
    */
   derive(purpose: KeyPurpose, version: number = this.active, length = 32): Buffer {
     if (!PURPOSE_RE.test(purpose)) throw configError(`invalid key purpose "${purpose}"`);
@@ -152,14 +156,17 @@ export class Keyring {
     let key = this.#derived.get(cacheKey);
     if (key === undefined) {
       // RFC 5869 HKDF with SHA-256.
-      key = Buffer.from(hkdfSync('sha256', secret, HKDF_SALT, `cloudmux/${purpose}`, length));
+      key = Buffer.from(hkdfSync('sha256', secret, HKDF_SALT, `cloudmux/${purpose}/${length}`, length));
       this.#derived.set(cacheKey, key);
     }
     return key;
   }
 }
 
-export function createKeyring(entries: readonly KeyringEntry[] | string, options: { active?: number } = {}): Keyring {
+export function createKeyring(
+  entries: readonly KeyringEntry[] | string,
+  options: { active?: number } = {},
+): Keyring {
   return typeof entries === 'string' ? Keyring.parse(entries) : new Keyring(entries, options);
 }
 
@@ -237,7 +244,9 @@ export function createSecretBox(options: { keys: Keyring; purpose?: KeyPurpose }
     const tag = bytes.subarray(bytes.length - TAG_BYTES);
     const body = bytes.subarray(HEADER_BYTES + IV_BYTES, bytes.length - TAG_BYTES);
     try {
-      const decipher = createDecipheriv('aes-256-gcm', keys.derive(purpose, kid), iv, { authTagLength: TAG_BYTES });
+      const decipher = createDecipheriv('aes-256-gcm', keys.derive(purpose, kid), iv, {
+        authTagLength: TAG_BYTES,
+      });
       decipher.setAAD(aadBytes(bytes.subarray(0, HEADER_BYTES), aad));
       decipher.setAuthTag(tag);
       return Buffer.concat([decipher.update(body), decipher.final()]);

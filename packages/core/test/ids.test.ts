@@ -2,7 +2,7 @@ import { createCipheriv, createHmac, hkdfSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 // Direct module imports: these tests do not depend on the rest of core loading.
 import { CloudmuxError } from '../src/errors.js';
-import { type IdCodec, MAX_ID_LENGTH, createIdCodec, isSpecialId } from '../src/ids.js';
+import { createIdCodec, type IdCodec, isSpecialId, MAX_ID_LENGTH } from '../src/ids.js';
 import { Keyring } from '../src/secrets.js';
 
 const SECRET_1 = 'a'.repeat(64); // hex, 32 bytes
@@ -76,16 +76,17 @@ describe('id codec: round trip and format', () => {
     expect(a).toBe(b);
     expect(a).toBe(codec().encode({ accountId: '42', service: 'dropbox', type: 'file', rawId: 'id:abc' }));
     // Pinned: a change of byte layout or key derivation would silently re-id every stored object.
-    expect(a).toBe('AR2jOx2jo3IrYHvNVVzwU84bsd5zk5-WHYsGhg');
+    expect(a).toBe('Ab9_eOcrYd_JHP274FTjMIU889FjLQ0RmEpwDg');
   });
 
-  it('follows the documented layout: kv ‖ HMAC-SHA256(k_mac, u32(|A|) ‖ A ‖ P)[:16] ‖ AES-256-CTR(k_enc, V, P)', () => {
+  // kv ‖ V = HMAC-SHA256(k_mac, u32(|A|) ‖ A ‖ P)[:16] ‖ AES-256-CTR(k_enc, V, P)
+  it('follows the byte layout documented in docs/ids.md', () => {
     const rawId = 'id:layout/ü';
     const id = codec().encode({ ...file, rawId });
     const bytes = Buffer.from(id, 'base64url');
     // Independent recomputation from docs/ids.md.
     const material = Buffer.from(
-      hkdfSync('sha256', Buffer.from(SECRET_1, 'hex'), 'cloudmux keyring v1', 'cloudmux/ids', 64),
+      hkdfSync('sha256', Buffer.from(SECRET_1, 'hex'), 'cloudmux keyring v1', 'cloudmux/ids/64', 64),
     );
     const [kMac, kEnc] = [material.subarray(0, 32), material.subarray(32)];
     const part = (b: Buffer) => Buffer.concat([Buffer.from([0, 0, 0, b.length]), b]);
@@ -98,7 +99,12 @@ describe('id codec: round trip and format', () => {
     const plaintext = Buffer.concat([Buffer.from([4]), Buffer.from('file'), Buffer.from(rawId, 'utf8')]);
     const aadLen = Buffer.alloc(4);
     aadLen.writeUInt32BE(aad.length);
-    const v = createHmac('sha256', kMac).update(aadLen).update(aad).update(plaintext).digest().subarray(0, 16);
+    const v = createHmac('sha256', kMac)
+      .update(aadLen)
+      .update(aad)
+      .update(plaintext)
+      .digest()
+      .subarray(0, 16);
     // CTR keystream from single-block ECB encryptions of V, V+1, … (SP 800-38A), not node's CTR mode.
     const ecb = createCipheriv('aes-256-ecb', kEnc, null).setAutoPadding(false);
     const counters = Buffer.alloc(Math.ceil(plaintext.length / 16) * 16);
@@ -139,7 +145,9 @@ describe('id codec: round trip and format', () => {
     }
     // Multi-byte characters count as their UTF-8 bytes.
     const max = c.maxRawIdBytes('file');
-    expect(codeOf(() => c.encode({ ...file, rawId: 'é'.repeat(Math.floor(max / 2) + 1) }))).toBe('invalid_parameters');
+    expect(codeOf(() => c.encode({ ...file, rawId: 'é'.repeat(Math.floor(max / 2) + 1) }))).toBe(
+      'invalid_parameters',
+    );
   });
 
   it('refuses invalid input at encode time with invalid_parameters', () => {
@@ -186,7 +194,7 @@ describe('id codec: binding and confusion', () => {
     expect(codeOf(() => cached.decode(a, { ...file, accountId: 7 }))).toBe('not_found');
     expect(codeOf(() => cached.decode(a, { ...file, service: 'box' }))).toBe('not_found');
     expect(codeOf(() => cached.decode(a, { ...ctx, type: 'folder' }))).toBe('not_found');
-    // Account "4" + service "2|dropbox" cannot collide with account "42" + "dropbox": bad services are refused.
+    // Account 4 + service "2|dropbox" cannot alias account 42 + "dropbox": such services are refused.
     expect(codeOf(() => cached.decode(a, { ...file, accountId: 4, service: '2|dropbox' }))).toBe('not_found');
     expect(cached.cacheStats().hits).toBeGreaterThan(0);
   });
@@ -279,7 +287,8 @@ describe('id codec: tamper, truncation and garbage → not_found, never another 
   });
 
   it('every truncation and every extension is not_found', () => {
-    for (let n = 0; n < id.length; n++) expect(codeOf(() => c.decode(id.slice(0, n), file))).toBe('not_found');
+    for (let n = 0; n < id.length; n++)
+      expect(codeOf(() => c.decode(id.slice(0, n), file))).toBe('not_found');
     for (const suffix of ['A', 'AA', 'AAAA', '=', '==', '%3D', '.', ' ']) {
       expect(codeOf(() => c.decode(id + suffix, file))).toBe('not_found');
     }
@@ -295,7 +304,9 @@ describe('id codec: tamper, truncation and garbage → not_found, never another 
       for (let j = 0; j < len; j++) s += alphabet[Math.floor(rand() * alphabet.length)];
       expect(codeOf(() => c.decode(s, file))).toBe('not_found');
       // Random bytes with a valid key-version byte, in canonical base64url.
-      const b = Buffer.from(Array.from({ length: 1 + Math.floor(rand() * 90) }, () => Math.floor(rand() * 256)));
+      const b = Buffer.from(
+        Array.from({ length: 1 + Math.floor(rand() * 90) }, () => Math.floor(rand() * 256)),
+      );
       b[0] = 1;
       expect(codeOf(() => c.open(b.toString('base64url'), ctx))).toBe('not_found');
     }
@@ -303,14 +314,36 @@ describe('id codec: tamper, truncation and garbage → not_found, never another 
 
   it('non-string, over-long and special inputs are not_found', () => {
     const values: unknown[] = [
-      undefined, null, 0, 1, NaN, true, {}, [], [id], { toString: () => id }, Symbol('x'), 10n,
-      Buffer.from(id), 'A'.repeat(MAX_ID_LENGTH + 4), `${id}${'A'.repeat(MAX_ID_LENGTH)}`, 'root', 'trash',
+      undefined,
+      null,
+      0,
+      1,
+      NaN,
+      true,
+      {},
+      [],
+      [id],
+      { toString: () => id },
+      Symbol('x'),
+      10n,
+      Buffer.from(id),
+      'A'.repeat(MAX_ID_LENGTH + 4),
+      `${id}${'A'.repeat(MAX_ID_LENGTH)}`,
+      'root',
+      'trash',
     ];
     for (const value of values) expect(codeOf(() => c.decode(value, file))).toBe('not_found');
   });
 
   it('garbage decode options are not_found, not a crash', () => {
-    const bad: unknown[] = [undefined, null, {}, { ...ctx }, { ...ctx, type: 5 }, { accountId: {}, service: 'x', type: 'file' }];
+    const bad: unknown[] = [
+      undefined,
+      null,
+      {},
+      { ...ctx },
+      { ...ctx, type: 5 },
+      { accountId: {}, service: 'x', type: 'file' },
+    ];
     for (const options of bad) {
       expect(codeOf(() => c.decode(id, options as never))).toBe('not_found');
       expect(codeOf(() => c.resolve(id, options as never))).toBe('not_found');

@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { CloudmuxError } from '../src/errors.js';
-import { MAX_ID_LENGTH } from '../src/ids.js';
+import { encodeAad, MAX_ID_LENGTH, sivKeyFrom, sivSeal } from '../src/ids.js';
 import {
-  MAX_CURSOR_BYTES,
   assertPageExists,
   assertSafeCursor,
   createPageTokens,
+  MAX_CURSOR_BYTES,
+  type PageContext,
   pageResource,
   seekPage,
-  type PageContext,
 } from '../src/paging.js';
 import { Keyring } from '../src/secrets.js';
 import type { Page } from '../src/storage.js';
@@ -50,7 +50,23 @@ describe('page parameter', () => {
   });
 
   it('refuses 0, negatives, fractions, padding and other non-tokens with invalid_parameters', () => {
-    const bad: unknown[] = ['0', '-1', '01', '1.5', ' 2', '2 ', '1e3', '9999999999', 0, -3, 1.5, NaN, ['2'], {}, true];
+    const bad: unknown[] = [
+      '0',
+      '-1',
+      '01',
+      '1.5',
+      ' 2',
+      '2 ',
+      '1e3',
+      '9999999999',
+      0,
+      -3,
+      1.5,
+      NaN,
+      ['2'],
+      {},
+      true,
+    ];
     for (const param of bad) expect(codeOf(() => tokens.parse(param, ctx))).toBe('invalid_parameters');
   });
 });
@@ -59,7 +75,11 @@ describe('next_page tokens', () => {
   it('round-trip the connector cursor and the page number', () => {
     const token = tokens.next(ctx, 1, 'CiAKGjBpNDd2Nmp2Zml2cXRwYjBpOXA')!;
     expect(token).toMatch(/^[A-Za-z0-9_-]+$/);
-    expect(tokens.parse(token, ctx)).toEqual({ page: 2, cursor: 'CiAKGjBpNDd2Nmp2Zml2cXRwYjBpOXA', source: 'token' });
+    expect(tokens.parse(token, ctx)).toEqual({
+      page: 2,
+      cursor: 'CiAKGjBpNDd2Nmp2Zml2cXRwYjBpOXA',
+      source: 'token',
+    });
     const later = tokens.next(ctx, 41, 'offset:4100')!;
     expect(tokens.parse(later, ctx)).toEqual({ page: 42, cursor: 'offset:4100', source: 'token' });
   });
@@ -108,13 +128,28 @@ describe('next_page tokens', () => {
     }
     const otherKey = createPageTokens({ keys: Keyring.fromSecret('c'.repeat(64)) });
     expect(codeOf(() => otherKey.parse(token, ctx))).toBe('invalid_parameters');
-    // An id minted with the id codec's key is not a page token, and vice versa (purpose-separated keys).
-    expect(codeOf(() => tokens.parse('AR2jOx2jo3IrYHvNVVzwU84bsd5zk5-WHYsGhg', ctx))).toBe('invalid_parameters');
+  });
+
+  it('are sealed with the paging key: the same bytes under the ids key of the same secret are refused', () => {
+    const plaintext = Buffer.from([0, 0, 0, 2, 1, ...Buffer.from('c1')]);
+    const aad = encodeAad(['cloudmux/page', Uint8Array.of(1), '7', ctx.resource, '100']);
+    const genuine = sivSeal(sivKeyFrom(keys.derive('paging', 1, 64)), aad, plaintext, Uint8Array.of(1));
+    // Proves the format above is what the tokens use, then swaps only the key.
+    expect(tokens.parse(genuine.toString('base64url'), ctx)).toEqual({
+      page: 2,
+      cursor: 'c1',
+      source: 'token',
+    });
+    const withIdsKey = sivSeal(sivKeyFrom(keys.derive('ids', 1, 64)), aad, plaintext, Uint8Array.of(1));
+    expect(codeOf(() => tokens.parse(withIdsKey.toString('base64url'), ctx))).toBe('invalid_parameters');
   });
 
   it('fuzzed garbage is invalid_parameters and nothing else', () => {
     let s = 12345;
-    const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const rand = () => {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      return s / 2 ** 32;
+    };
     const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/=%&? ';
     for (let i = 0; i < 3000; i++) {
       let t = '';
@@ -128,7 +163,13 @@ describe('next_page tokens', () => {
 
   it('garbage contexts never crash the parser', () => {
     const token = tokens.next(ctx, 1, 'c')!;
-    for (const bad of [undefined, {}, { ...ctx, pageSize: 0 }, { ...ctx, pageSize: 1.5 }, { ...ctx, accountId: {} }]) {
+    for (const bad of [
+      undefined,
+      {},
+      { ...ctx, pageSize: 0 },
+      { ...ctx, pageSize: 1.5 },
+      { ...ctx, accountId: {} },
+    ]) {
       expect(codeOf(() => tokens.parse(token, bad as never))).toBe('invalid_parameters');
     }
   });
@@ -182,8 +223,14 @@ describe('upstream URLs never become cursors', () => {
 
   it('refuses absolute URLs and network-path references at creation time', () => {
     for (const cursor of refused) {
-      expect(codeOf(() => assertSafeCursor(cursor)), cursor).toBe('internal_error');
-      expect(codeOf(() => tokens.next(ctx, 1, cursor)), cursor).toBe('internal_error');
+      expect(
+        codeOf(() => assertSafeCursor(cursor)),
+        cursor,
+      ).toBe('internal_error');
+      expect(
+        codeOf(() => tokens.next(ctx, 1, cursor)),
+        cursor,
+      ).toBe('internal_error');
     }
   });
 
@@ -196,21 +243,27 @@ describe('upstream URLs never become cursors', () => {
 
 describe('page past the end', () => {
   it('a number page that comes back empty is not_found; the first page and token pages may be empty', () => {
-    expect(codeOf(() => assertPageExists({ page: 3, source: 'number' }, { itemCount: 0 }, 100))).toBe('not_found');
-    expect(codeOf(() => assertPageExists({ page: 1, source: 'first' }, { itemCount: 0 }, 100))).toBe('no error');
-    expect(codeOf(() => assertPageExists({ page: 2, source: 'token', cursor: 'c' }, { itemCount: 0 }, 100))).toBe(
+    expect(codeOf(() => assertPageExists({ page: 3, source: 'number' }, { itemCount: 0 }, 100))).toBe(
+      'not_found',
+    );
+    expect(codeOf(() => assertPageExists({ page: 1, source: 'first' }, { itemCount: 0 }, 100))).toBe(
       'no error',
     );
-    expect(codeOf(() => assertPageExists({ page: 3, source: 'number' }, { itemCount: 5 }, 100))).toBe('no error');
+    expect(
+      codeOf(() => assertPageExists({ page: 2, source: 'token', cursor: 'c' }, { itemCount: 0 }, 100)),
+    ).toBe('no error');
+    expect(codeOf(() => assertPageExists({ page: 3, source: 'number' }, { itemCount: 5 }, 100))).toBe(
+      'no error',
+    );
   });
 
   it('a page starting at or beyond a known total is not_found', () => {
-    expect(codeOf(() => assertPageExists({ page: 3, source: 'token' }, { itemCount: 0, total: 200 }, 100))).toBe(
-      'not_found',
-    );
-    expect(codeOf(() => assertPageExists({ page: 2, source: 'number' }, { itemCount: 50, total: 150 }, 100))).toBe(
-      'no error',
-    );
+    expect(
+      codeOf(() => assertPageExists({ page: 3, source: 'token' }, { itemCount: 0, total: 200 }, 100)),
+    ).toBe('not_found');
+    expect(
+      codeOf(() => assertPageExists({ page: 2, source: 'number' }, { itemCount: 50, total: 150 }, 100)),
+    ).toBe('no error');
   });
 
   function pagedSource(pages: string[][]) {

@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { CloudmuxError } from '../src/errors.js';
 import {
-  KEY_PURPOSES,
-  Keyring,
   constantTimeEqual,
   createKeyring,
   createSecretBox,
   generateSecretKey,
   generateToken,
   hashToken,
+  KEY_PURPOSES,
+  Keyring,
   parseSecretKey,
   verifyToken,
 } from '../src/secrets.js';
@@ -39,7 +39,13 @@ describe('secret keys', () => {
   });
 
   it('refuses short or malformed keys', () => {
-    for (const bad of ['', 'ab'.repeat(31), Buffer.alloc(31).toString('base64'), 'not base64!'.repeat(5), `hex:${'zz'.repeat(32)}`]) {
+    for (const bad of [
+      '',
+      'ab'.repeat(31),
+      Buffer.alloc(31).toString('base64'),
+      'not base64!'.repeat(5),
+      `hex:${'zz'.repeat(32)}`,
+    ]) {
       expect(errorOf(() => parseSecretKey(bad))?.code, bad).toBe('internal_error');
     }
     expect(errorOf(() => parseSecretKey(new Uint8Array(16)))?.message).toContain('at least 32 bytes');
@@ -59,7 +65,15 @@ describe('keyring and purpose derivation', () => {
     expect(ring.versions).toEqual([3, 2, 1]);
     expect(ring.active).toBe(3);
     expect(createKeyring(HEX).versions).toEqual([1]);
-    expect(new Keyring([{ version: 1, secret: HEX }, { version: 2, secret: B64 }], { active: 1 }).active).toBe(1);
+    expect(
+      new Keyring(
+        [
+          { version: 1, secret: HEX },
+          { version: 2, secret: B64 },
+        ],
+        { active: 1 },
+      ).active,
+    ).toBe(1);
   });
 
   it('refuses bad versions and configurations', () => {
@@ -67,10 +81,18 @@ describe('keyring and purpose derivation', () => {
       expect(errorOf(() => new Keyring([{ version, secret: HEX }]))?.code).toBe('internal_error');
     }
     expect(errorOf(() => new Keyring([]))?.code).toBe('internal_error');
-    expect(errorOf(() => new Keyring([{ version: 1, secret: HEX }, { version: 1, secret: B64 }]))?.code).toBe(
+    expect(
+      errorOf(
+        () =>
+          new Keyring([
+            { version: 1, secret: HEX },
+            { version: 1, secret: B64 },
+          ]),
+      )?.code,
+    ).toBe('internal_error');
+    expect(errorOf(() => new Keyring([{ version: 1, secret: HEX }], { active: 2 }))?.code).toBe(
       'internal_error',
     );
-    expect(errorOf(() => new Keyring([{ version: 1, secret: HEX }], { active: 2 }))?.code).toBe('internal_error');
     expect(errorOf(() => createKeyring(`1:${HEX},oops`))?.code).toBe('internal_error');
   });
 
@@ -81,7 +103,9 @@ describe('keyring and purpose derivation', () => {
     // The id key and the credential key are different keys.
     expect(ring.derive('ids', 1, 64).subarray(0, 32).equals(ring.derive('credentials', 1))).toBe(false);
     expect(ring.derive('credentials', 1).equals(ring.derive('credentials', 2))).toBe(false);
-    expect(ring.derive('credentials', 1).equals(createKeyring(`1:${HEX}`).derive('credentials', 1))).toBe(true);
+    expect(ring.derive('credentials', 1).equals(createKeyring(`1:${HEX}`).derive('credentials', 1))).toBe(
+      true,
+    );
     expect(ring.derive('ids', 2, 64)).toHaveLength(64);
     expect(errorOf(() => ring.derive('IDS'))?.code).toBe('internal_error');
     expect(errorOf(() => ring.derive('ids', 9))?.code).toBe('internal_error');
@@ -180,7 +204,9 @@ describe('credentials at rest (AES-256-GCM)', () => {
 
     const retired = createSecretBox({ keys: rotatedRing.without(1) });
     expect(retired.decryptString(moved.sealed, aad)).toBe('token');
-    expect(errorOf(() => retired.decrypt(old, aad))?.message).toContain('key version 1 is not in the keyring');
+    expect(errorOf(() => retired.decrypt(old, aad))?.message).toContain(
+      'key version 1 is not in the keyring',
+    );
   });
 });
 
