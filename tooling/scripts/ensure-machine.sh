@@ -3,7 +3,8 @@
 # answer. Debian packages are installed only when running as root (CI and fresh machines).
 set -uo pipefail
 
-DEBIAN_PACKAGES=(${CLOUDMUX_DEBIAN_PACKAGES:-})
+HERE="$(cd "$(dirname "$0")" && pwd)"
+mapfile -t DEBIAN_PACKAGES < <(grep -v '^\s*#' "$HERE/../debian-packages.txt" | grep -v '^\s*$')
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
@@ -12,7 +13,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "ensure-machine: installing ${missing[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
     echo "ensure-machine: missing Debian packages (run as root to install): ${missing[*]}" >&2
   fi

@@ -9,8 +9,8 @@ export const SOURCE_CONDITION = '@cloudmux/source';
 export function cloudmuxVitestConfig(overrides = {}) {
   return mergeConfig(
     defineConfig({
-      resolve: { conditions: [SOURCE_CONDITION, 'import', 'node', 'default'] },
-      ssr: { resolve: { conditions: [SOURCE_CONDITION, 'import', 'node', 'default'] } },
+      resolve: { conditions: [SOURCE_CONDITION, 'node', 'default'] },
+      ssr: { resolve: { conditions: [SOURCE_CONDITION, 'node', 'default'] } },
       test: {
         include: ['test/**/*.test.ts'],
         environment: 'node',

@@ -1,0 +1,106 @@
+/**
+ * The Fastify application: HTTP hygiene the Kloudless clients depend on (kloudless-api.md §8),
+ * then the route groups.
+ */
+import { randomUUID } from 'node:crypto';
+import { CloudmuxError } from '@cloudmux/core';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger as PinoLogger } from 'pino';
+import { registerAccountRoutes } from '../routes/accounts.js';
+import { registerStorageRoutes } from '../routes/storage.js';
+import { sendJson } from '../routes/util.js';
+import type { ServerDeps } from './deps.js';
+import { sendError } from './errors.js';
+
+export interface BuildAppOptions {
+  logger: PinoLogger;
+  /** Extra route groups (links, multipart, events, …), registered after the core ones. */
+  plugins?: Array<(app: FastifyInstance, deps: ServerDeps) => void>;
+}
+
+const CORS_HEADERS = [
+  'Authorization',
+  'Content-Type',
+  'Range',
+  'X-Kloudless-Metadata',
+  'X-Kloudless-Raw-Data',
+  'X-Kloudless-Raw-Headers',
+  'X-Kloudless-As-User',
+  'X-Kloudless-Raw-URI',
+  'X-Kloudless-Raw-Method',
+  'X-Kloudless-Async',
+  'X-Kloudless-Source',
+  'X-Drop-Account',
+  'X-Drop-Folder',
+  'X-Picker-Id',
+  'X-Explorer-Id',
+].join(', ');
+const CORS_EXPOSE = 'Content-Range, Content-Length, Content-Disposition, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, X-Request-Id';
+
+export function buildApp(deps: ServerDeps, options: BuildAppOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: options.logger as unknown as FastifyBaseLogger,
+    routerOptions: { ignoreTrailingSlash: true, ignoreDuplicateSlashes: true, maxParamLength: 10_000 },
+    bodyLimit: deps.config.bodyLimit,
+    genReqId: () => randomUUID(),
+    return503OnClosing: true,
+    // Uploads are long: no request timeout; idle sockets still time out.
+    requestTimeout: 0,
+  });
+
+  // JSON: an empty body (the SDKs send `Content-Type: application/json` with nothing) is no body.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser(['application/json', 'application/merge-patch+json'], { parseAs: 'string' }, (_request, body, done) => {
+    const text = (body as string).trim();
+    if (text === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(new CloudmuxError('invalid_parameters', 'The request body is not valid JSON.'), undefined);
+    }
+  });
+  // Everything else — file bytes, and form bodies (curl's default for --data-binary), which the few
+  // form routes read with `readForm` — is left unread for the route to stream from `request.raw`.
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    const origin = request.headers.origin;
+    if (origin) {
+      reply.header('access-control-allow-origin', origin);
+      reply.header('vary', 'Origin');
+      reply.header('access-control-expose-headers', CORS_EXPOSE);
+    }
+    if (request.method === 'OPTIONS' && origin) {
+      reply
+        .header('access-control-allow-methods', 'GET, POST, PUT, PATCH, DELETE, OPTIONS')
+        .header('access-control-allow-headers', request.headers['access-control-request-headers'] ?? CORS_HEADERS)
+        .header('access-control-max-age', '600')
+        .status(204)
+        .send();
+    }
+  });
+
+  // Kloudless clients compare `Content-Type` to `application/json` exactly: no charset suffix.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    const type = reply.getHeader('content-type');
+    if (typeof type === 'string' && type.startsWith('application/json')) reply.header('content-type', 'application/json');
+    return payload;
+  });
+
+  app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
+  app.setNotFoundHandler((request, reply) =>
+    sendError(request, reply, new CloudmuxError('not_found', `No route for ${request.method} ${request.url.split('?')[0]}.`)),
+  );
+
+  app.get('/health', async (_request, reply) => sendJson(reply, 200, { status: 'ok' }));
+  app.get('/ready', async (_request, reply) => {
+    const ready = await deps.storeHandle.migrated().catch(() => false);
+    return sendJson(reply, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable', store: deps.storeHandle.dialect });
+  });
+
+  registerAccountRoutes(app, deps);
+  registerStorageRoutes(app, deps);
+  for (const plugin of options.plugins ?? []) plugin(app, deps);
+  return app;
+}

@@ -1,0 +1,316 @@
+/**
+ * Storage API: files and folders (shared/reference/kloudless-api.md §3.1–3.3). Ids in paths and
+ * bodies are decrypted with the account's id codec; objects go out through `renderItem`.
+ */
+import {
+  CloudmuxError,
+  type StorageItem,
+  type StorageItemType,
+  assertPageExists,
+  pageResource,
+  seekPage,
+  uploadMetadataSchema,
+  validateItemName,
+} from '@cloudmux/core';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import * as z from 'zod';
+import type { ServerDeps } from '../http/deps.js';
+import { renderItem } from '../http/objects.js';
+import { firstValue, parseBody, parseBool, parseJsonHeader, parsePageSize, parseRange } from '../http/params.js';
+import { type StorageScope, storageScope, targetAccount } from '../http/scope.js';
+import { type ConflictMode, copyAcross, copyWithin, uploadWithMode } from '../storage-ops.js';
+import { sendJson } from './util.js';
+
+const idParam = z.string().min(1).max(8192);
+const accountRef = z.union([z.number().int().positive(), z.string().regex(/^\d{1,15}$/)]);
+
+const moveBody = z.looseObject({
+  name: z.string().optional(),
+  parent_id: idParam.optional(),
+  account: accountRef.optional(),
+});
+const copyBody = z.looseObject({
+  parent_id: idParam.optional(),
+  name: z.string().optional(),
+  account: accountRef.optional(),
+});
+const createFolderBody = z.looseObject({ name: z.string(), parent_id: idParam });
+const urlUploadBody = z.looseObject({ url: z.string(), parent_id: idParam, name: z.string() });
+
+function render(scope: Pick<StorageScope, 'ids' | 'rawData'>, deps: ServerDeps, item: StorageItem) {
+  return renderItem(item, scope.ids, { publicUrl: deps.config.publicUrl, rawData: scope.rawData });
+}
+
+/** A parent folder id from a body: anything that does not resolve is `invalid_parent_folder` (400). */
+function parentRawId(scope: StorageScope, id: string): string {
+  try {
+    return scope.ids.decode(id, 'folder');
+  } catch (err) {
+    if (err instanceof CloudmuxError && err.code === 'not_found') {
+      throw new CloudmuxError('invalid_parent_folder', 'The parent_id does not name a folder of this account.');
+    }
+    throw err;
+  }
+}
+
+/** Connectors say `not_found` for a missing parent; clients of a body `parent_id` get the 400. */
+async function asParentError<T>(promise: Promise<T>): Promise<T> {
+  try {
+    return await promise;
+  } catch (err) {
+    if (err instanceof CloudmuxError && err.code === 'not_found') {
+      throw new CloudmuxError('invalid_parent_folder', 'The parent folder does not exist.');
+    }
+    throw err;
+  }
+}
+
+/** Encodes a connector's conflicting raw id into the client-facing `conflicting_resource_id`. */
+function withConflictId(scope: Pick<StorageScope, 'ids'>, type: StorageItemType) {
+  return (err: unknown): never => {
+    if (err instanceof CloudmuxError && err.code === 'naming_conflict' && err.conflictingRawId && !err.conflictingResourceId) {
+      err.conflictingResourceId = scope.ids.encode(type, err.conflictingRawId);
+    }
+    throw err;
+  };
+}
+
+function conflictMode(request: FastifyRequest, param = 'overwrite'): ConflictMode {
+  const value = parseBool((request.query as Record<string, unknown>)[param], param);
+  return value ? 'replace' : 'rename';
+}
+
+function contentLength(request: FastifyRequest): number | null {
+  const header = request.headers['content-length'];
+  if (header === undefined) return null;
+  const n = Number(header);
+  return Number.isSafeInteger(n) && n >= 0 ? n : null;
+}
+
+function recordEvent(deps: ServerDeps, request: FastifyRequest, scope: StorageScope, action: Parameters<ServerDeps['journal']['record']>[1], item: StorageItem | { rawId: string; type: string }) {
+  return deps.journal.record(Number(scope.account.id), action, item, { ip: request.ip });
+}
+
+export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): void {
+  const prefix = '/v1/accounts/:account/storage';
+
+  // ── files ──────────────────────────────────────────────────────────────
+
+  // §3.1 upload: binary body + X-Kloudless-Metadata, or JSON {url, parent_id, name}.
+  app.post(`${prefix}/files`, async (request, reply) => {
+    const scope = await storageScope(deps, request, reply);
+    const mode = conflictMode(request);
+    const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type === 'application/json') {
+      parseBody(request.body, urlUploadBody);
+      throw new CloudmuxError('not_implemented', 'Uploading from a URL is not implemented yet; send the bytes with X-Kloudless-Metadata.');
+    }
+    const meta = parseJsonHeader(request.headers['x-kloudless-metadata'], 'X-Kloudless-Metadata', uploadMetadataSchema);
+    validateItemName(meta.name);
+    const parent = parentRawId(scope, meta.parent_id);
+    const item = await asParentError(
+      uploadWithMode(scope.storage, parent, meta.name, request.raw, mode, {
+        size: contentLength(request),
+        mimeType: type && type !== 'application/octet-stream' ? type : null,
+      }),
+    ).catch(withConflictId(scope, 'file'));
+    await recordEvent(deps, request, scope, 'add', item);
+    return sendJson(reply, 201, render(scope, deps, item));
+  });
+
+  app.get(`${prefix}/files/:id`, async (request, reply) => {
+    const scope = await storageScope(deps, request, reply);
+    const rawId = scope.ids.decode((request.params as { id: string }).id, 'file');
+    return sendJson(reply, 200, render(scope, deps, await scope.storage.get(rawId, 'file')));
+  });
+
+  app.get(`${prefix}/files/:id/contents`, async (request, reply) => {
+    const scope = await storageScope(deps, request, reply);
+    const rawId = scope.ids.decode((request.params as { id: string }).id, 'file');
+    await sendContents(request, reply, scope, rawId);
+    return reply;
+  });
+
+  // §3.1 PUT replaces the contents.
+  app.put(`${prefix}/files/:id`, async (request, reply) => {
+    const scope = await storageScope(deps, request, reply);
+    const rawId = scope.ids.decode((request.params as { id: string }).id, 'file');
+    const item = await scope.storage.updateContents(rawId, request.raw, { size: contentLength(request) });
+    await recordEvent(deps, request, scope, 'update', item);
+    return sendJson(reply, 200, render(scope, deps, item));
+  });
+
+  app.patch(`${prefix}/files/:id`, async (request, reply) => moveItem(request, reply, 'file'));
+  app.patch(`${prefix}/folders/:id`, async (request, reply) => moveItem(request, reply, 'folder'));
+  app.post(`${prefix}/files/:id/copy`, async (request, reply) => copyItem(request, reply, 'file'));
+  app.post(`${prefix}/folders/:id/copy`, async (request, reply) => copyItem(request, reply, 'folder'));
+
+  app.delete(`${prefix}/files/:id`, async (request, reply) => {
+    const scope = await storageScope(deps, request, reply);
+    const rawId = scope.ids.decode((request.params as { id: string }).id, 'file');
+    const permanent = parseBool((request.query as Record<string, unknown>).permanent, 'permanent') ?? false;
+    await scope.storage.delete(rawId, 'file', { recursive: false, permanent });
+    await recordEvent(deps, request, scope, 'delete', { rawId, type: 'file' });
+    return reply.status(204).send();
+  });
+
+  // ── folders ────────────────────────────────────────────────────────────
+
+  app.get(`${prefix}/folders/:id`, async (request, reply) => {
+    const scope = await storageScope(deps, request, reply);
+    const rawId = scope.ids.decode((request.params as { id: string }).id, 'folder');
+    return sendJson(reply, 200, render(scope, deps, await scope.storage.get(rawId, 'folder')));
+  });
+
+  app.get(`${prefix}/folders/:id/contents`, async (request, reply) => {
+    const scope = await storageScope(deps, request, reply);
+    const id = (request.params as { id: string }).id;
+    const rawId = scope.ids.decode(id, 'folder');
+    const query = request.query as Record<string, unknown>;
+    const pageSize = parsePageSize(query.page_size, scope.runtime.definition.policies.pagination.defaultPageSize);
+    const context = { accountId: Number(scope.account.id), resource: pageResource(`folders/${rawId}/contents`), pageSize };
+    const position = deps.pages.parse(firstValue(query.page), context);
+    const page = await seekPage(position, (cursor) => scope.storage.list(rawId, { pageSize, ...(cursor ? { cursor } : {}) }));
+    assertPageExists(position, { itemCount: page.items.length, ...(page.total !== undefined ? { total: page.total } : {}) }, pageSize);
+    return sendJson(reply, 200, {
+      count: page.items.length,
+      page: position.source === 'token' ? firstValue(query.page) ?? null : position.page,
+      next_page: deps.pages.next(context, position.page, page.cursor),
+      objects: page.items.map((item) => render(scope, deps, item)),
+      ...(page.total !== undefined ? { total: page.total } : {}),
+      type: 'object_list',
+      api: 'storage',
+    });
+  });
+
+  app.post(`${prefix}/folders`, async (request, reply) => {
+    const scope = await storageScope(deps, request, reply);
+    const body = parseBody(request.body, createFolderBody);
+    validateItemName(body.name);
+    const conflictIfExists = parseBool((request.query as Record<string, unknown>).conflict_if_exists, 'conflict_if_exists') ?? false;
+    const parent = parentRawId(scope, body.parent_id);
+    try {
+      const item = await asParentError(scope.storage.createFolder(parent, body.name));
+      await recordEvent(deps, request, scope, 'add', item);
+      return sendJson(reply, 201, render(scope, deps, item));
+    } catch (err) {
+      if (!(err instanceof CloudmuxError) || err.code !== 'naming_conflict') throw err;
+      const existing = await scope.storage.lookup(parent, body.name);
+      if (conflictIfExists || !existing || existing.type !== 'folder') withConflictId(scope, existing?.type ?? 'folder')(err);
+      // conflict_if_exists=false: Kloudless returned the existing folder.
+      return sendJson(reply, 200, render(scope, deps, existing!));
+    }
+  });
+
+  app.delete(`${prefix}/folders/:id`, async (request, reply) => {
+    const scope = await storageScope(deps, request, reply);
+    const rawId = scope.ids.decode((request.params as { id: string }).id, 'folder');
+    if (rawId === scope.storage.rootRawId) throw new CloudmuxError('forbidden', 'The root folder cannot be deleted.');
+    const query = request.query as Record<string, unknown>;
+    const recursive = parseBool(query.recursive, 'recursive') ?? false;
+    const permanent = parseBool(query.permanent, 'permanent') ?? false;
+    await scope.storage.delete(rawId, 'folder', { recursive, permanent });
+    await recordEvent(deps, request, scope, 'delete', { rawId, type: 'folder' });
+    return reply.status(204).send();
+  });
+
+  // ── shared handlers ────────────────────────────────────────────────────
+
+  async function moveItem(request: FastifyRequest, reply: FastifyReply, type: StorageItemType) {
+    const scope = await storageScope(deps, request, reply);
+    const rawId = scope.ids.decode((request.params as { id: string }).id, type);
+    const body = parseBody(request.body, moveBody);
+    if (body.name !== undefined) validateItemName(body.name);
+    if (rawId === scope.storage.rootRawId) throw new CloudmuxError('forbidden', 'The root folder cannot be renamed or moved.');
+    if (body.account !== undefined && String(body.account) !== String(scope.account.id)) {
+      // Cross-account move: stream a copy into the target account, then delete the source.
+      const target = await targetAccount(deps, request, reply, scope.principal, body.account);
+      const source = await scope.storage.get(rawId, type);
+      const parent = body.parent_id ? parentRawId({ ...scope, ...target }, body.parent_id) : target.storage.rootRawId;
+      const moved = await asParentError(copyAcross(scope.storage, rawId, type, target.storage, parent, body.name ?? source.name, 'fail')).catch(
+        withConflictId(target, type),
+      );
+      await scope.storage.delete(rawId, type, { recursive: true, permanent: true });
+      await recordEvent(deps, request, scope, 'delete', { rawId, type });
+      await deps.journal.record(Number(target.account.id), 'add', moved, { ip: request.ip });
+      return sendJson(reply, 200, render(target, deps, moved));
+    }
+    const parent = body.parent_id !== undefined ? parentRawId(scope, body.parent_id) : undefined;
+    const item = await asParentError(
+      scope.storage.move(rawId, type, { ...(parent !== undefined ? { parentRawId: parent } : {}), ...(body.name !== undefined ? { name: body.name } : {}) }),
+    ).catch(withConflictId(scope, type));
+    await recordEvent(deps, request, scope, parent !== undefined ? 'move' : 'rename', item);
+    return sendJson(reply, 200, render(scope, deps, item));
+  }
+
+  async function copyItem(request: FastifyRequest, reply: FastifyReply, type: StorageItemType) {
+    const scope = await storageScope(deps, request, reply);
+    const rawId = scope.ids.decode((request.params as { id: string }).id, type);
+    const body = parseBody(request.body, copyBody);
+    const source = await scope.storage.get(rawId, type);
+    const name = body.name ?? source.name;
+    validateItemName(name);
+    const mode = conflictMode(request);
+    if (body.account !== undefined && String(body.account) !== String(scope.account.id)) {
+      const target = await targetAccount(deps, request, reply, scope.principal, body.account);
+      const parent = body.parent_id ? parentRawId({ ...scope, ...target }, body.parent_id) : target.storage.rootRawId;
+      const copied = await asParentError(copyAcross(scope.storage, rawId, type, target.storage, parent, name, mode)).catch(withConflictId(target, type));
+      await deps.journal.record(Number(target.account.id), 'add', copied, { ip: request.ip });
+      return sendJson(reply, 201, render(target, deps, copied));
+    }
+    const parent = body.parent_id ? parentRawId(scope, body.parent_id) : (source.parentRawId ?? scope.storage.rootRawId);
+    const copied = await asParentError(copyWithin(scope.storage, rawId, type, parent, name, mode)).catch(withConflictId(scope, type));
+    await recordEvent(deps, request, scope, 'copy', copied);
+    return sendJson(reply, 201, render(scope, deps, copied));
+  }
+}
+
+/** Streams a file's bytes, honouring one `Range: bytes=` range (206) or serving it whole. */
+export async function sendContents(request: FastifyRequest, reply: FastifyReply, scope: Pick<StorageScope, 'storage'>, rawId: string, options: { disposition?: 'attachment' | 'inline' } = {}): Promise<void> {
+  const range = parseRange(typeof request.headers.range === 'string' ? request.headers.range : undefined);
+  let meta: StorageItem | undefined;
+  let wanted: { start: number; end?: number } | undefined;
+  if (range) {
+    meta = await scope.storage.get(rawId, 'file');
+    const size = meta.size;
+    if (size !== null) {
+      if (range.suffix !== undefined) {
+        if (range.suffix === 0) throw unsatisfiable(size);
+        wanted = { start: Math.max(0, size - range.suffix) };
+      } else {
+        if (range.start >= size) throw unsatisfiable(size);
+        wanted = { start: range.start, ...(range.end !== undefined ? { end: Math.min(range.end, size - 1) } : {}) };
+      }
+      if (size === 0) wanted = undefined;
+    }
+  }
+  const result = await scope.storage.download(rawId, wanted ? { range: wanted } : {});
+  meta ??= await scope.storage.get(rawId, 'file').catch(() => undefined);
+  const name = meta?.name ?? 'download';
+  reply.header('accept-ranges', 'bytes');
+  reply.header('content-type', result.contentType ?? meta?.mimeType ?? 'application/octet-stream');
+  reply.header('content-disposition', `${options.disposition ?? 'attachment'}; filename*=UTF-8''${encodeURIComponent(name)}`);
+  if (result.range) {
+    reply.status(206);
+    reply.header('content-range', `bytes ${result.range.start}-${result.range.end}/${result.range.total}`);
+    reply.header('content-length', String(result.range.end - result.range.start + 1));
+  } else {
+    reply.status(200);
+    const size = result.size ?? meta?.size;
+    if (size !== undefined && size !== null) reply.header('content-length', String(size));
+  }
+  // If the upstream stream fails midway the status line is already out: abort the connection so
+  // the client sees a truncated transfer instead of a silently short file.
+  result.stream.once('error', (err) => {
+    request.log.warn({ err }, 'download stream failed midway');
+    reply.raw.destroy(err);
+  });
+  await reply.send(result.stream);
+}
+
+function unsatisfiable(size: number): CloudmuxError {
+  return new CloudmuxError('invalid_parameters', 'The requested range is not satisfiable.', {
+    status: 416,
+    headers: { 'Content-Range': `bytes */${size}` },
+  });
+}
