@@ -1,0 +1,161 @@
+/** Numbers from MS-SMB2 §2.2 and MS-ERREF §2.3 that the client uses. */
+
+// MS-SMB2 §2.2.1.2 SMB2 header Command.
+export const Command = {
+  NEGOTIATE: 0x0000,
+  SESSION_SETUP: 0x0001,
+  LOGOFF: 0x0002,
+  TREE_CONNECT: 0x0003,
+  TREE_DISCONNECT: 0x0004,
+  CREATE: 0x0005,
+  CLOSE: 0x0006,
+  FLUSH: 0x0007,
+  READ: 0x0008,
+  WRITE: 0x0009,
+  IOCTL: 0x000b,
+  ECHO: 0x000d,
+  QUERY_DIRECTORY: 0x000e,
+  QUERY_INFO: 0x0010,
+  SET_INFO: 0x0011,
+} as const;
+
+// MS-SMB2 §2.2.1.2 Flags.
+export const HeaderFlag = {
+  SERVER_TO_REDIR: 0x00000001,
+  ASYNC_COMMAND: 0x00000002,
+  SIGNED: 0x00000008,
+} as const;
+
+// MS-SMB2 §2.2.3 Dialects.
+export const Dialect = {
+  SMB2_0_2: 0x0202,
+  SMB2_1: 0x0210,
+  SMB3_0: 0x0300,
+  SMB3_0_2: 0x0302,
+  SMB3_1_1: 0x0311,
+} as const;
+
+export const SecurityMode = { SIGNING_ENABLED: 0x0001, SIGNING_REQUIRED: 0x0002 } as const;
+
+export const GlobalCap = { DFS: 0x1, LEASING: 0x2, LARGE_MTU: 0x4 } as const;
+
+export const SessionFlag = { IS_GUEST: 0x0001, IS_NULL: 0x0002, ENCRYPT_DATA: 0x0004 } as const;
+
+export const ShareFlag = { ENCRYPT_DATA: 0x00008000 } as const;
+
+// MS-SMB2 §2.2.13 CREATE request fields and MS-FSCC §2.6 file attributes.
+export const Access = {
+  FILE_READ_DATA: 0x00000001,
+  FILE_LIST_DIRECTORY: 0x00000001,
+  FILE_WRITE_DATA: 0x00000002,
+  FILE_APPEND_DATA: 0x00000004,
+  FILE_READ_EA: 0x00000008,
+  FILE_WRITE_EA: 0x00000010,
+  FILE_TRAVERSE: 0x00000020,
+  FILE_READ_ATTRIBUTES: 0x00000080,
+  FILE_WRITE_ATTRIBUTES: 0x00000100,
+  DELETE: 0x00010000,
+  READ_CONTROL: 0x00020000,
+  SYNCHRONIZE: 0x00100000,
+} as const;
+
+export const ShareAccess = { READ: 0x1, WRITE: 0x2, DELETE: 0x4, ALL: 0x7 } as const;
+
+export const Disposition = {
+  SUPERSEDE: 0,
+  OPEN: 1,
+  CREATE: 2,
+  OPEN_IF: 3,
+  OVERWRITE: 4,
+  OVERWRITE_IF: 5,
+} as const;
+
+export const CreateOption = {
+  DIRECTORY_FILE: 0x00000001,
+  NON_DIRECTORY_FILE: 0x00000040,
+  DELETE_ON_CLOSE: 0x00001000,
+} as const;
+
+export const FileAttribute = {
+  READONLY: 0x00000001,
+  HIDDEN: 0x00000002,
+  DIRECTORY: 0x00000010,
+  ARCHIVE: 0x00000020,
+  NORMAL: 0x00000080,
+  REPARSE_POINT: 0x00000400,
+} as const;
+
+// MS-FSCC §2.4 file information classes.
+export const FileInfoClass = {
+  FileDirectoryInformation: 0x01,
+  FileBasicInformation: 0x04,
+  FileRenameInformation: 0x0a,
+  FileDispositionInformation: 0x0d,
+  FileEndOfFileInformation: 0x14,
+} as const;
+
+// MS-FSCC §2.3 FSCTL codes for server-side copy.
+export const Fsctl = {
+  SRV_REQUEST_RESUME_KEY: 0x00140078,
+  SRV_COPYCHUNK_WRITE: 0x001480f2,
+} as const;
+
+// MS-ERREF §2.3.1 NTSTATUS values.
+export const Status = {
+  SUCCESS: 0x00000000,
+  PENDING: 0x00000103,
+  BUFFER_OVERFLOW: 0x80000005,
+  NO_MORE_FILES: 0x80000006,
+  INVALID_HANDLE: 0xc0000008,
+  INVALID_PARAMETER: 0xc000000d,
+  NO_SUCH_FILE: 0xc000000f,
+  INVALID_DEVICE_REQUEST: 0xc0000010,
+  END_OF_FILE: 0xc0000011,
+  MORE_PROCESSING_REQUIRED: 0xc0000016,
+  ACCESS_DENIED: 0xc0000022,
+  OBJECT_NAME_INVALID: 0xc0000033,
+  OBJECT_NAME_NOT_FOUND: 0xc0000034,
+  OBJECT_NAME_COLLISION: 0xc0000035,
+  OBJECT_PATH_INVALID: 0xc0000039,
+  OBJECT_PATH_NOT_FOUND: 0xc000003a,
+  OBJECT_PATH_SYNTAX_BAD: 0xc000003b,
+  SHARING_VIOLATION: 0xc0000043,
+  QUOTA_EXCEEDED: 0xc0000044,
+  DELETE_PENDING: 0xc0000056,
+  PRIVILEGE_NOT_HELD: 0xc0000061,
+  NO_SUCH_USER: 0xc0000064,
+  WRONG_PASSWORD: 0xc000006a,
+  LOGON_FAILURE: 0xc000006d,
+  ACCOUNT_RESTRICTION: 0xc000006e,
+  INVALID_LOGON_HOURS: 0xc000006f,
+  INVALID_WORKSTATION: 0xc0000070,
+  PASSWORD_EXPIRED: 0xc0000071,
+  ACCOUNT_DISABLED: 0xc0000072,
+  DISK_FULL: 0xc000007f,
+  INSUFFICIENT_RESOURCES: 0xc000009a,
+  MEDIA_WRITE_PROTECTED: 0xc00000a2,
+  IO_TIMEOUT: 0xc00000b5,
+  FILE_IS_A_DIRECTORY: 0xc00000ba,
+  NOT_SUPPORTED: 0xc00000bb,
+  NETWORK_NAME_DELETED: 0xc00000c9,
+  NETWORK_ACCESS_DENIED: 0xc00000ca,
+  BAD_NETWORK_NAME: 0xc00000cc,
+  NOT_SAME_DEVICE: 0xc00000d4,
+  DIRECTORY_NOT_EMPTY: 0xc0000101,
+  NOT_A_DIRECTORY: 0xc0000103,
+  NAME_TOO_LONG: 0xc0000106,
+  CANCELLED: 0xc0000120,
+  CANNOT_DELETE: 0xc0000121,
+  FILE_CLOSED: 0xc0000128,
+  USER_SESSION_DELETED: 0xc0000203,
+  PASSWORD_MUST_CHANGE: 0xc0000224,
+  ACCOUNT_LOCKED_OUT: 0xc0000234,
+  NETWORK_SESSION_EXPIRED: 0xc000035c,
+  STOPPED_ON_SYMLINK: 0x8000002d,
+} as const;
+
+const STATUS_NAMES = new Map<number, string>(Object.entries(Status).map(([name, value]) => [value, name]));
+
+export function statusName(status: number): string {
+  return `STATUS_${STATUS_NAMES.get(status) ?? `0x${status.toString(16).padStart(8, '0')}`}`;
+}
