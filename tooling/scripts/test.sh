@@ -5,7 +5,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 bash tooling/scripts/ensure-machine.sh
 find packages apps bench tooling -name test-report.json -not -path '*/node_modules/*' -delete 2>/dev/null
-pnpm exec turbo run test --concurrency=2 "$@"
+pnpm exec turbo run test --concurrency=2 --continue "$@"
 turbo_status=$?
 node tooling/scripts/test-summary.mjs
 summary_status=$?
