@@ -1,2 +1,12 @@
-// Filled in by the foundation work; see packages/core/README.md.
-export {};
+export * from './auth.js';
+export * from './azure.js';
+export * from './client.js';
+export * from './clock.js';
+export * from './credentials.js';
+export * from './headers.js';
+export * from './jwt.js';
+export * from './oauth.js';
+export * from './prepared.js';
+export * from './refresh.js';
+export * from './retry.js';
+export * from './sigv4.js';
