@@ -1,5 +1,18 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServerDeps } from '../http/deps.js';
+import { registerEventsRoutes } from './events.js';
+import { registerLinksRoutes } from './links.js';
+import { registerMultipartRoutes } from './multipart.js';
+import { registerOpenapiRoutes } from './openapi.js';
+import { registerOpsRoutes } from './ops.js';
+import { registerSearchRoutes } from './search.js';
 
-/** Route groups registered after accounts and files/folders. */
-export const extraRoutes: Array<(app: FastifyInstance, deps: ServerDeps) => void> = [];
+/** Route groups registered after accounts and files/folders; each module owns one group. */
+export const extraRoutes: Array<(app: FastifyInstance, deps: ServerDeps) => void> = [
+  registerLinksRoutes,
+  registerSearchRoutes,
+  registerEventsRoutes,
+  registerMultipartRoutes,
+  registerOpsRoutes,
+  registerOpenapiRoutes,
+];

@@ -60,7 +60,16 @@ export async function openStore(options: OpenStoreOptions): Promise<StoreHandle>
     sqlite.pragma('synchronous = NORMAL');
     db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
   }
-  const migrator = new Migrator({ db, provider: migrationProvider(dialect), migrationTableName: 'cloudmux_migrations', migrationLockTableName: 'cloudmux_migrations_lock' });
+  // Name the schema explicitly: Kysely's existence check otherwise sees migration tables of other
+  // schemas in the same database (several instances or test runs side by side) and skips creating ours.
+  const migrationTableSchema = dialect === 'postgres' ? (options.pgSchema ?? 'public') : undefined;
+  const migrator = new Migrator({
+    db,
+    provider: migrationProvider(dialect),
+    migrationTableName: 'cloudmux_migrations',
+    migrationLockTableName: 'cloudmux_migrations_lock',
+    ...(migrationTableSchema ? { migrationTableSchema } : {}),
+  });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     await db.destroy();

@@ -1,0 +1,4 @@
+import type { FastifyInstance } from 'fastify';
+import type { ServerDeps } from '../http/deps.js';
+
+export function registerOpenapiRoutes(_app: FastifyInstance, _deps: ServerDeps): void {}
