@@ -10,12 +10,12 @@ import { pipeline } from 'node:stream/promises';
 import type { TLSSocket } from 'node:tls';
 import { CloudmuxError, type NetworkGuard } from '@cloudmux/core';
 import {
-  type FtpReply,
-  SERVICE,
   connectionClosed,
   connectionError,
+  type FtpReply,
   garbageError,
   replyError,
+  SERVICE,
   timeoutError,
 } from './errors.js';
 
@@ -30,6 +30,8 @@ export interface SessionOptions {
   ca?: string | undefined;
   /** Timeout for connecting and for each reply, and idle timeout of data connections, ms. */
   timeoutMs: number;
+  /** False skips EPSV and uses PASV only (servers behind NATs that mangle EPSV). Default true. */
+  epsv?: boolean;
 }
 
 /** A reply line is at most this long; a longer one is garbage (bounds memory on a hostile server). */
@@ -65,7 +67,8 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string, onTimeout
 export function parseEpsv(message: string): number {
   const match = /\((.)\1\1(\d{1,5})\1\)/.exec(message);
   const port = match ? Number(match[2]) : Number.NaN;
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw garbageError(`EPSV reply ${message.slice(0, 80)}`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw garbageError(`EPSV reply ${message.slice(0, 80)}`);
   return port;
 }
 
@@ -109,6 +112,7 @@ export class FtpSession {
   ) {
     this.socket = socket;
     this.peerAddress = socket.remoteAddress ?? options.host;
+    this.epsvRefused = options.epsv === false;
     this.attach(socket);
   }
 
@@ -118,7 +122,10 @@ export class FtpSession {
     try {
       let late = false;
       const connecting = options.net.connect({ host: options.host, port: options.port });
-      connecting.then((s) => late && s.destroy(), () => {});
+      connecting.then(
+        (s) => late && s.destroy(),
+        () => {},
+      );
       raw = await withTimeout(connecting, options.timeoutMs, 'connect', () => {
         late = true;
       });
@@ -182,16 +189,22 @@ export class FtpSession {
     // RFC 4217 §4 AUTH TLS
     const auth = await this.command('AUTH TLS');
     if (auth.code !== 234 && auth.code !== 334) {
-      throw new CloudmuxError('bad_gateway', `The FTP server refused AUTH TLS (${auth.code}); connect with tls "none" or fix the server.`, {
-        service: SERVICE,
-        upstream: { service: SERVICE, code: `FTP ${auth.code}` },
-      });
+      throw new CloudmuxError(
+        'bad_gateway',
+        `The FTP server refused AUTH TLS (${auth.code}); connect with tls "none" or fix the server.`,
+        {
+          service: SERVICE,
+          upstream: { service: SERVICE, code: `FTP ${auth.code}` },
+        },
+      );
     }
     const raw = this.socket;
     this.detach(raw);
     let secured: TLSSocket;
     try {
-      secured = await withTimeout(this.connectTls(raw), this.options.timeoutMs, 'TLS handshake', () => raw.destroy());
+      secured = await withTimeout(this.connectTls(raw), this.options.timeoutMs, 'TLS handshake', () =>
+        raw.destroy(),
+      );
     } catch (err) {
       raw.destroy();
       throw connectionError(err);
@@ -318,7 +331,8 @@ export class FtpSession {
 
   /** Writes one command line; CR, LF and NUL can never reach the wire (no command injection). */
   send(line: string): void {
-    if (/[\r\n\0]/.test(line)) throw new CloudmuxError('invalid_parameters', 'FTP commands cannot contain line breaks.');
+    if (/[\r\n\0]/.test(line))
+      throw new CloudmuxError('invalid_parameters', 'FTP commands cannot contain line breaks.');
     if (this.failure) throw this.failure;
     this.commandCount += 1;
     this.socket.write(`${line}\r\n`, 'utf8');
@@ -354,7 +368,10 @@ export class FtpSession {
     }
     let late = false;
     const connecting = this.options.net.connect({ host: this.peerAddress, port });
-    connecting.then((s) => late && s.destroy(), () => {});
+    connecting.then(
+      (s) => late && s.destroy(),
+      () => {},
+    );
     try {
       return await withTimeout(connecting, this.options.timeoutMs, 'data connection', () => {
         late = true;
@@ -374,7 +391,9 @@ export class FtpSession {
     // Some servers start the data TLS handshake only after the transfer command: run both at once.
     let tlsError: unknown;
     const tls = this.secureData
-      ? withTimeout(this.connectTls(raw, this.tlsSession), this.options.timeoutMs, 'data TLS handshake', () => raw.destroy())
+      ? withTimeout(this.connectTls(raw, this.tlsSession), this.options.timeoutMs, 'data TLS handshake', () =>
+          raw.destroy(),
+        )
       : null;
     tls?.catch((err: unknown) => {
       tlsError = err;
@@ -443,7 +462,12 @@ export class FtpSession {
    * the data connection and reads the server's one reply to the cut-short RETR (426 or 226), so the
    * session stays usable. `done(reusable)` runs exactly once when the session is free again.
    */
-  retrieveStream(socket: Socket, command: string, limit: number | null, done: (reusable: boolean) => void): Readable {
+  retrieveStream(
+    socket: Socket,
+    command: string,
+    limit: number | null,
+    done: (reusable: boolean) => void,
+  ): Readable {
     let received = 0;
     let state: 'streaming' | 'draining' | 'finished' = 'streaming';
     const finish = (reusable: boolean) => {
@@ -502,7 +526,13 @@ export class FtpSession {
         () => {
           finish(true);
           if (limit !== null && received < limit) {
-            out.destroy(new CloudmuxError('bad_gateway', `The FTP download ended after ${received} of ${limit} bytes.`, { service: SERVICE }));
+            out.destroy(
+              new CloudmuxError(
+                'bad_gateway',
+                `The FTP download ended after ${received} of ${limit} bytes.`,
+                { service: SERVICE },
+              ),
+            );
             return;
           }
           out.push(null);
@@ -552,7 +582,10 @@ export class FtpSession {
         : bodyError !== undefined && socketError === undefined
           ? bodyError instanceof CloudmuxError
             ? bodyError
-            : new CloudmuxError('bad_request', 'The upload body could not be read.', { service: SERVICE, cause: bodyError })
+            : new CloudmuxError('bad_request', 'The upload body could not be read.', {
+                service: SERVICE,
+                cause: bodyError,
+              })
           : connectionError(socketError ?? err);
       this.fail(connectionClosed('data'));
       throw error;
@@ -599,4 +632,3 @@ function loginError(reply: FtpReply): CloudmuxError {
   }
   return replyError(reply, 'USER');
 }
-

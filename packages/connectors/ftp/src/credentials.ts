@@ -21,22 +21,38 @@ export const ftpCredentials = z
       .trim()
       .min(1)
       .optional()
-      .describe('Server as a URL, e.g. ftp://ftp.example.com:21 or ftps://ftp.example.com:21 (instead of host)'),
+      .describe(
+        'Server as a URL, e.g. ftp://ftp.example.com:21 or ftps://ftp.example.com:21 (instead of host)',
+      ),
     port: z.coerce.number().int().min(1).max(65535).optional().describe('Port (default 21)'),
-    username: z.string().min(1).refine(noLineBreaks, 'username cannot contain line breaks').describe('Username'),
-    password: z.string().refine(noLineBreaks, 'password cannot contain line breaks').describe('Password (secret)'),
+    username: z
+      .string()
+      .min(1)
+      .refine(noLineBreaks, 'username cannot contain line breaks')
+      .describe('Username'),
+    password: z
+      .string()
+      .refine(noLineBreaks, 'password cannot contain line breaks')
+      .describe('Password (secret)'),
     tls: z
       .enum(['none', 'explicit'])
       .optional()
-      .describe('TLS: "explicit" upgrades with AUTH TLS (FTPES), "none" is plain FTP (default: explicit for ftps:// domains)'),
+      .describe(
+        'TLS: "explicit" = AUTH TLS (FTPES), "none" = plain FTP (default: explicit for ftps:// domains)',
+      ),
     reject_unauthorized: z
       .boolean()
       .default(true)
-      .describe('Refuse TLS certificates that do not verify (self-signed, wrong name); turn off only for testing'),
+      .describe(
+        'Refuse TLS certificates that do not verify (self-signed, wrong name); turn off only for testing',
+      ),
     ca: z
       .string()
       .optional()
-      .refine((v) => v === undefined || v.includes('-----BEGIN CERTIFICATE-----'), 'ca must be PEM certificates')
+      .refine(
+        (v) => v === undefined || v.includes('-----BEGIN CERTIFICATE-----'),
+        'ca must be PEM certificates',
+      )
       .describe('PEM certificate(s) of a private CA or a self-signed server certificate to trust'),
     base_path: z
       .string()
@@ -52,7 +68,8 @@ export const ftpCredentials = z
       .describe('Folder on the server that is the root of this account (default /)'),
   })
   .superRefine((value, ctx) => {
-    if (!value.host && !value.domain) ctx.addIssue({ code: 'custom', path: ['host'], message: 'host or domain is required' });
+    if (!value.host && !value.domain)
+      ctx.addIssue({ code: 'custom', path: ['host'], message: 'host or domain is required' });
     if (value.domain) {
       try {
         parseDomain(value.domain);
@@ -77,7 +94,12 @@ export interface ResolvedCredentials {
 }
 
 /** `ftp://host:port`, `ftps://host:port[/path]`, `host` or `host:port`. */
-export function parseDomain(domain: string): { host: string; port?: number; secure?: boolean; path?: string } {
+export function parseDomain(domain: string): {
+  host: string;
+  port?: number;
+  secure?: boolean;
+  path?: string;
+} {
   const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(domain) ? domain : `ftp://${domain}`;
   let url: URL;
   try {
@@ -86,8 +108,10 @@ export function parseDomain(domain: string): { host: string; port?: number; secu
     throw new Error('domain must look like ftp://host:port or ftps://host:port');
   }
   const scheme = url.protocol.replace(/:$/, '').toLowerCase();
-  if (scheme !== 'ftp' && scheme !== 'ftps' && scheme !== 'ftpes') throw new Error('domain must use ftp:// or ftps://');
-  if (url.username || url.password || url.search || url.hash) throw new Error('domain cannot carry credentials, a query or a fragment');
+  if (scheme !== 'ftp' && scheme !== 'ftps' && scheme !== 'ftpes')
+    throw new Error('domain must use ftp:// or ftps://');
+  if (url.username || url.password || url.search || url.hash)
+    throw new Error('domain cannot carry credentials, a query or a fragment');
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   if (!host) throw new Error('domain has no host');
   const path = decodeURIComponent(url.pathname);

@@ -60,7 +60,8 @@ export function garbageError(detail: string): CloudmuxError {
 }
 
 const FORBIDDEN = /permission denied|access denied|not allowed|forbidden|prohibited|read-only|no permission/i;
-const MISSING = /no such file|not found|does not exist|doesn't exist|can't check for file existence|cannot find/i;
+const MISSING =
+  /no such file|not found|does not exist|doesn't exist|can't check for file existence|cannot find/i;
 
 function codeForReply(reply: FtpReply): ErrorCode {
   const { code, message } = reply;
@@ -88,7 +89,7 @@ function codeForReply(reply: FtpReply): ErrorCode {
       if (MISSING.test(message)) return 'not_found';
       if (/not empty/i.test(message)) return 'folder_not_empty';
       if (/exists/i.test(message)) return 'naming_conflict';
-      // RFC 959 §4.2: 550 is "file unavailable (e.g., file not found, no access)", 553 "file name not allowed".
+      // RFC 959 §4.2: 550 "file unavailable (e.g., file not found, no access)", 553 "name not allowed".
       if (code === 550) return 'not_found';
       if (code === 553) return 'service_forbidden';
       return 'bad_gateway';
@@ -103,10 +104,14 @@ export function replyError(reply: FtpReply, command: string): CloudmuxError {
   const code = codeForReply(reply);
   const verb = command.split(' ', 1)[0]!.toUpperCase();
   const text = reply.lines.join(' ').trim();
-  const error = new CloudmuxError(code, `The FTP server refused ${verb}: ${reply.code} ${text}`.slice(0, 300), {
-    service: SERVICE,
-    upstream: { service: SERVICE, code: `FTP ${reply.code}`, body: redactUpstreamBody(reply.message, 512) },
-  });
+  const error = new CloudmuxError(
+    code,
+    `The FTP server refused ${verb}: ${reply.code} ${text}`.slice(0, 300),
+    {
+      service: SERVICE,
+      upstream: { service: SERVICE, code: `FTP ${reply.code}`, body: redactUpstreamBody(reply.message, 512) },
+    },
+  );
   // A 421 means the server is closing the control connection.
   return reply.code === 421 ? markDropped(error) : error;
 }

@@ -18,7 +18,15 @@ export function parseTimeVal(value: string | undefined): Date | null {
   const match = value ? /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(?:\.(\d{1,3}))?$/.exec(value) : null;
   if (!match) return null;
   const [, y, mo, d, h, mi, s, ms] = match;
-  const time = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s), Number((ms ?? '0').padEnd(3, '0')));
+  const time = Date.UTC(
+    Number(y),
+    Number(mo) - 1,
+    Number(d),
+    Number(h),
+    Number(mi),
+    Number(s),
+    Number((ms ?? '0').padEnd(3, '0')),
+  );
   return Number.isNaN(time) ? null : new Date(time);
 }
 
@@ -44,13 +52,18 @@ export function parseFactLine(line: string): { facts: Record<string, string>; pa
 }
 
 /** An entry from fact lines; `cdir`/`pdir` only when `allowSelf` (MLST of a folder itself). */
-export function entryFromFacts(facts: Record<string, string>, name: string, allowSelf = false): RemoteEntry | null {
+export function entryFromFacts(
+  facts: Record<string, string>,
+  name: string,
+  allowSelf = false,
+): RemoteEntry | null {
   const type = (facts.type ?? '').toLowerCase();
   let kind: 'file' | 'folder';
   if (type === 'file') kind = 'file';
   else if (type === 'dir' || (allowSelf && (type === 'cdir' || type === 'pdir'))) kind = 'folder';
   else return null;
-  const size = kind === 'file' && facts.size !== undefined && /^\d+$/.test(facts.size) ? Number(facts.size) : null;
+  const size =
+    kind === 'file' && facts.size !== undefined && /^\d+$/.test(facts.size) ? Number(facts.size) : null;
   return {
     name,
     type: kind,
@@ -90,8 +103,10 @@ export function parseMlstReply(lines: string[]): RemoteEntry | null {
 const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
 
 // `drwxr-xr-x  2 owner group  4096 Dec  4 04:03 name` or `... Dec  4  2025 name`
-const UNIX_LINE =
-  /^([-dlbcps])[-rwxsStTl@+.]{9,10}\s+\d+\s+\S+(?:\s+\S+)?\s+(\d+)\s+([A-Za-z]{3})\s+(\d{1,2})\s+(\d{1,2}:\d{2}|\d{4})\s(.+)$/;
+const UNIX_LINE = new RegExp(
+  '^([-dlbcps])[-rwxsStTl@+.]{9,10}\\s+\\d+\\s+\\S+(?:\\s+\\S+)?\\s+(\\d+)' +
+    '\\s+([A-Za-z]{3})\\s+(\\d{1,2})\\s+(\\d{1,2}:\\d{2}|\\d{4})\\s(.+)$',
+);
 // `12-04-26  04:03PM       <DIR>          name` / `12-04-26  04:03PM            1234 name`
 const DOS_LINE = /^(\d{2})-(\d{2})-(\d{2,4})\s+(\d{1,2}):(\d{2})(AM|PM)\s+(<DIR>|\d+)\s+(.+)$/i;
 

@@ -13,6 +13,15 @@ export function isHiddenName(name: string): boolean {
   return name.startsWith(UPLOAD_PREFIX);
 }
 
+/** C0 controls and DEL: never valid in a name, and CR/LF would end an FTP command line. */
+export function hasControlCharacter(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const code = value.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) return true;
+  }
+  return false;
+}
+
 function missing(): CloudmuxError {
   return new CloudmuxError('not_found', 'No such file or folder.', { service: SERVICE });
 }
@@ -21,7 +30,13 @@ export function parseRawId(rawId: string): string[] {
   if (typeof rawId !== 'string' || !rawId.startsWith('/')) throw missing();
   const segments = rawId.split('/').filter((s) => s !== '');
   for (const segment of segments) {
-    if (segment === '.' || segment === '..' || /[\\\u0000-\u001f\u007f]/.test(segment) || isHiddenName(segment)) {
+    if (
+      segment === '.' ||
+      segment === '..' ||
+      segment.includes('\\') ||
+      hasControlCharacter(segment) ||
+      isHiddenName(segment)
+    ) {
       throw missing();
     }
   }
@@ -36,7 +51,9 @@ export function toRawId(segments: readonly string[]): string {
 export function checkName(name: string): string {
   validateItemName(name);
   if (isHiddenName(name)) {
-    throw new CloudmuxError('invalid_parameters', `Names starting with "${UPLOAD_PREFIX}" are reserved.`, { service: SERVICE });
+    throw new CloudmuxError('invalid_parameters', `Names starting with "${UPLOAD_PREFIX}" are reserved.`, {
+      service: SERVICE,
+    });
   }
   return name;
 }
@@ -56,11 +73,15 @@ export function nameOf(rawId: string): string {
 
 /** Normalizes a configured base path: absolute, no `.`/`..`, no control characters, no trailing slash. */
 export function normalizeBasePath(basePath: string): string {
-  if (!basePath.startsWith('/')) throw new CloudmuxError('invalid_parameters', 'The base path must start with "/".');
+  if (!basePath.startsWith('/'))
+    throw new CloudmuxError('invalid_parameters', 'The base path must start with "/".');
   const segments = basePath.split('/').filter((s) => s !== '');
   for (const segment of segments) {
-    if (segment === '.' || segment === '..' || /[\u0000-\u001f\u007f]/.test(segment)) {
-      throw new CloudmuxError('invalid_parameters', 'The base path cannot contain ".", ".." or control characters.');
+    if (segment === '.' || segment === '..' || hasControlCharacter(segment)) {
+      throw new CloudmuxError(
+        'invalid_parameters',
+        'The base path cannot contain ".", ".." or control characters.',
+      );
     }
   }
   return `/${segments.join('/')}`;

@@ -5,12 +5,25 @@
  */
 import { CloudmuxError } from '@cloudmux/core';
 import type { FtpSession } from './client.js';
-import { SERVICE, isDroppedConnection } from './errors.js';
+import { isDroppedConnection, SERVICE } from './errors.js';
 
 export interface PoolOptions {
   max: number;
   idleMs: number;
+  /** Timer functions for the idle timeout (tests pass their own). */
+  timers?: { set(fn: () => void, ms: number): unknown; clear(handle: unknown): void };
 }
+
+const nodeTimers = {
+  set(fn: () => void, ms: number): unknown {
+    const timer = setTimeout(fn, ms);
+    timer.unref();
+    return timer;
+  },
+  clear(handle: unknown): void {
+    clearTimeout(handle as NodeJS.Timeout);
+  },
+};
 
 export interface PoolStats {
   /** Sessions opened (logins) so far. */
@@ -29,7 +42,8 @@ interface Waiter {
 export class SessionPool {
   private readonly idle: FtpSession[] = [];
   private readonly busy = new Set<FtpSession>();
-  private readonly timers = new Map<FtpSession, NodeJS.Timeout>();
+  private readonly timers = new Map<FtpSession, unknown>();
+  private readonly clock: NonNullable<PoolOptions['timers']>;
   private readonly waiters: Waiter[] = [];
   private opening = 0;
   private disposed = false;
@@ -38,7 +52,9 @@ export class SessionPool {
   constructor(
     private readonly open: () => Promise<FtpSession>,
     private readonly options: PoolOptions,
-  ) {}
+  ) {
+    this.clock = options.timers ?? nodeTimers;
+  }
 
   stats(): PoolStats {
     return { ...this.counters, idle: this.idle.length, busy: this.busy.size };
@@ -98,13 +114,12 @@ export class SessionPool {
     }
     session.idleSince = Date.now();
     this.idle.push(session);
-    const timer = setTimeout(() => {
+    const timer = this.clock.set(() => {
       const index = this.idle.indexOf(session);
       if (index >= 0) this.idle.splice(index, 1);
       this.timers.delete(session);
       void session.close();
     }, this.options.idleMs);
-    timer.unref();
     this.timers.set(session, timer);
   }
 
@@ -116,8 +131,7 @@ export class SessionPool {
   }
 
   private clearTimer(session: FtpSession): void {
-    const timer = this.timers.get(session);
-    if (timer) clearTimeout(timer);
+    if (this.timers.has(session)) this.clock.clear(this.timers.get(session));
     this.timers.delete(session);
   }
 
@@ -157,5 +171,7 @@ export class SessionPool {
 }
 
 function disposedError(): CloudmuxError {
-  return new CloudmuxError('service_not_available', 'This FTP account connection was closed.', { service: SERVICE });
+  return new CloudmuxError('service_not_available', 'This FTP account connection was closed.', {
+    service: SERVICE,
+  });
 }

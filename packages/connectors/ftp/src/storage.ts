@@ -6,27 +6,28 @@
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import {
-  CloudmuxError,
   type ByteRange,
+  CloudmuxError,
   type DeleteOptions,
   type DownloadResult,
   type MoveOptions,
+  namingConflict,
   type Page,
   type PageRequest,
+  type RetryPolicy,
+  retryOperation,
   type SearchOptions,
   type StorageApi,
   type StorageItem,
   type StorageItemType,
   type UploadOptions,
-  namingConflict,
   validateItemName,
 } from '@cloudmux/core';
 import type { FtpSession } from './client.js';
-import { SERVICE, garbageError, isDroppedConnection, replyError } from './errors.js';
-import { type RemoteEntry, parseList, parseMlsd, parseMlstReply } from './listing.js';
+import { garbageError, isDroppedConnection, replyError, SERVICE } from './errors.js';
+import { parseList, parseMlsd, parseMlstReply, type RemoteEntry } from './listing.js';
 import { mimeTypeFor } from './mime.js';
 import {
-  UPLOAD_PREFIX,
   checkName,
   childRawId,
   isHiddenName,
@@ -35,6 +36,7 @@ import {
   parseRawId,
   serverPath,
   toRawId,
+  UPLOAD_PREFIX,
 } from './paths.js';
 import type { SessionPool } from './pool.js';
 
@@ -47,6 +49,8 @@ export interface FtpStorageOptions {
   searchLimit?: number;
   /** Deepest folder nesting a recursive delete or search descends into (symlink loops). */
   maxDepth?: number;
+  /** Backoff of the one retry of idempotent reads (core's full jitter); attempts are capped at 2. */
+  retry?: RetryPolicy;
 }
 
 function notFound(what = 'file or folder'): CloudmuxError {
@@ -78,7 +82,8 @@ function encodeCursor(name: string): string {
 
 function decodeCursor(cursor: string): string {
   const name = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (!name || encodeCursor(name) !== cursor) throw new CloudmuxError('invalid_parameters', 'Invalid page cursor.');
+  if (!name || encodeCursor(name) !== cursor)
+    throw new CloudmuxError('invalid_parameters', 'Invalid page cursor.');
   return name;
 }
 
@@ -89,6 +94,7 @@ export class FtpStorage implements StorageApi {
   private readonly forceList: boolean;
   private readonly searchLimit: number;
   private readonly maxDepth: number;
+  private readonly retry: RetryPolicy;
 
   constructor(options: FtpStorageOptions) {
     this.basePath = options.basePath;
@@ -96,6 +102,13 @@ export class FtpStorage implements StorageApi {
     this.forceList = options.forceList ?? false;
     this.searchLimit = options.searchLimit ?? 20_000;
     this.maxDepth = options.maxDepth ?? 64;
+    const retry = options.retry ?? { maxAttempts: 2, baseDelayMs: 50, maxDelayMs: 500 };
+    this.retry = { ...retry, maxAttempts: Math.min(2, retry.maxAttempts) };
+  }
+
+  /** Core's retry rules, retrying only a dropped connection (never an FTP error reply). */
+  private retried<T>(fn: () => Promise<T>): Promise<T> {
+    return retryOperation(fn, { idempotent: true, policy: this.retry, isRetryable: isDroppedConnection });
   }
 
   private path(rawId: string): string {
@@ -106,20 +119,17 @@ export class FtpStorage implements StorageApi {
    * Idempotent reads: one retry on a fresh session when the connection dropped (a pooled control
    * connection the server closed, a restarted server). The pool drops its idle sessions first.
    */
-  private async idempotent<T>(fn: (session: FtpSession) => Promise<T>): Promise<T> {
-    try {
-      return await this.pool.use(fn);
-    } catch (err) {
-      if (!isDroppedConnection(err)) throw err;
-      return this.pool.use(fn);
-    }
+  private idempotent<T>(fn: (session: FtpSession) => Promise<T>): Promise<T> {
+    return this.retried(() => this.pool.use(fn));
   }
 
   async validate(): Promise<void> {
     await this.idempotent(async (s) => {
       const root = await this.stat(s, this.basePath, true);
       if (!root || root.type !== 'folder') {
-        throw new CloudmuxError('invalid_parameters', 'The base path is not a folder on the FTP server.', { service: SERVICE });
+        throw new CloudmuxError('invalid_parameters', 'The base path is not a folder on the FTP server.', {
+          service: SERVICE,
+        });
       }
     });
   }
@@ -127,7 +137,9 @@ export class FtpStorage implements StorageApi {
   private toItem(rawId: string, entry: RemoteEntry): StorageItem {
     const segments = parseRawId(rawId);
     const isDir = entry.type === 'folder';
-    const ancestors = segments.slice(0, -1).map((seg, i) => ({ rawId: toRawId(segments.slice(0, i + 1)), name: seg }));
+    const ancestors = segments
+      .slice(0, -1)
+      .map((seg, i) => ({ rawId: toRawId(segments.slice(0, i + 1)), name: seg }));
     if (segments.length > 0) ancestors.unshift({ rawId: '/', name: '' });
     const name = segments.at(-1) ?? '';
     return {
@@ -168,7 +180,8 @@ export class FtpStorage implements StorageApi {
     if (isRoot || path === '/') {
       // RFC 959 §4.1.1 CWD: the only way to tell a folder exists without MLST.
       const reply = await s.command(`CWD ${path}`);
-      if (reply.code === 250) return { name: '', type: 'folder', size: null, modified: null, created: null, raw: {} };
+      if (reply.code === 250)
+        return { name: '', type: 'folder', size: null, modified: null, created: null, raw: {} };
       if (reply.code === 550) return null;
       throw replyError(reply, 'CWD');
     }
@@ -206,6 +219,7 @@ export class FtpStorage implements StorageApi {
   }
 
   async get(rawId: string, type: StorageItemType): Promise<StorageItem> {
+    parseRawId(rawId);
     const entry = await this.idempotent((s) => this.existing(s, rawId, type));
     return this.toItem(rawId, entry);
   }
@@ -216,6 +230,7 @@ export class FtpStorage implements StorageApi {
   }
 
   async list(folderRawId: string, page: PageRequest): Promise<Page<StorageItem>> {
+    parseRawId(folderRawId);
     const entries = await this.idempotent((s) => this.children(s, folderRawId));
     const visible = entries.filter((e) => listable(e.name)).sort(byName);
     // Keyset paging on the sorted name: inserts between pages neither repeat nor skip items.
@@ -248,7 +263,8 @@ export class FtpStorage implements StorageApi {
     const path = this.path(rawId);
     const entry = await this.pool.use(async (s) => {
       await this.existing(s, parentRawId, 'folder');
-      if (await this.stat(s, path)) throw namingConflict(rawId, 'A file or folder with that name already exists.', SERVICE);
+      if (await this.stat(s, path))
+        throw namingConflict(rawId, 'A file or folder with that name already exists.', SERVICE);
       // RFC 959 §4.1.3 MKD
       const reply = await s.command(`MKD ${path}`);
       if (reply.code !== 257 && reply.code !== 250) {
@@ -265,7 +281,12 @@ export class FtpStorage implements StorageApi {
     return this.toItem(rawId, entry);
   }
 
-  async upload(parentRawId: string, name: string, body: Readable, options: UploadOptions): Promise<StorageItem> {
+  async upload(
+    parentRawId: string,
+    name: string,
+    body: Readable,
+    options: UploadOptions,
+  ): Promise<StorageItem> {
     checkName(name);
     const rawId = childRawId(parentRawId, name);
     // Checked before the body is read: `fail` must not consume (or store) anything.
@@ -284,7 +305,7 @@ export class FtpStorage implements StorageApi {
     body: Readable,
     options: { size?: number | null; signal?: AbortSignal } = {},
   ): Promise<StorageItem> {
-    if (rawId === '/') throw notFound('file');
+    if (parseRawId(rawId).length === 0) throw notFound('file');
     await this.idempotent((s) => this.existing(s, rawId, 'file'));
     return this.storeAndPlace(parentOf(rawId)!, rawId, body, 'replace', options.size, options.signal);
   }
@@ -307,7 +328,9 @@ export class FtpStorage implements StorageApi {
         // RFC 959 §4.1.3 STOR
         const bytes = await s.store(`STOR ${tempPath}`, body, signal);
         if (size !== undefined && size !== null && bytes !== size) {
-          throw new CloudmuxError('bad_request', `The upload ended after ${bytes} of ${size} bytes.`, { service: SERVICE });
+          throw new CloudmuxError('bad_request', `The upload ended after ${bytes} of ${size} bytes.`, {
+            service: SERVICE,
+          });
         }
         const current = await this.stat(s, finalPath);
         if (current && (ifExists === 'fail' || current.type === 'folder')) {
@@ -340,8 +363,11 @@ export class FtpStorage implements StorageApi {
     }
   }
 
-  async download(rawId: string, options: { range?: ByteRange; signal?: AbortSignal } = {}): Promise<DownloadResult> {
-    if (rawId === '/') throw notFound('file');
+  async download(
+    rawId: string,
+    options: { range?: ByteRange; signal?: AbortSignal } = {},
+  ): Promise<DownloadResult> {
+    if (parseRawId(rawId).length === 0) throw notFound('file');
     const path = this.path(rawId);
     const name = nameOf(rawId);
     const attempt = async () => {
@@ -352,11 +378,16 @@ export class FtpStorage implements StorageApi {
         let start = 0;
         let end: number | null = null;
         if (options.range) {
-          if (total === null) throw new CloudmuxError('bad_gateway', 'The FTP server did not report the file size.', { service: SERVICE });
+          if (total === null)
+            throw new CloudmuxError('bad_gateway', 'The FTP server did not report the file size.', {
+              service: SERVICE,
+            });
           start = options.range.start;
           end = Math.min(options.range.end ?? total - 1, total - 1);
           if (!Number.isInteger(start) || start < 0 || start > end) {
-            throw new CloudmuxError('invalid_parameters', 'The requested range is not satisfiable.', { service: SERVICE });
+            throw new CloudmuxError('invalid_parameters', 'The requested range is not satisfiable.', {
+              service: SERVICE,
+            });
           }
         }
         // RFC 3659 §5 REST STREAM restart marker, then RFC 959 §4.1.3 RETR
@@ -369,20 +400,14 @@ export class FtpStorage implements StorageApi {
         throw err;
       }
     };
-    let opened: Awaited<ReturnType<typeof attempt>>;
-    try {
-      opened = await attempt();
-    } catch (err) {
-      // Nothing was sent to the client yet: one retry on a fresh session.
-      if (!isDroppedConnection(err)) throw err;
-      opened = await attempt();
-    }
-    const { s, socket, total, start, end } = opened;
+    // Nothing was sent to the client yet, so a dropped connection is retried on a fresh session.
+    const { s, socket, total, start, end } = await this.retried(attempt);
     const limit = end === null ? null : end - start + 1;
     const stream = s.retrieveStream(socket, `RETR ${path}`, limit, () => this.pool.release(s));
     if (options.signal) {
       const signal = options.signal;
-      const onAbort = () => stream.destroy(new CloudmuxError('timed_out', 'The download was aborted.', { service: SERVICE }));
+      const onAbort = () =>
+        stream.destroy(new CloudmuxError('timed_out', 'The download was aborted.', { service: SERVICE }));
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
       stream.once('close', () => signal.removeEventListener('abort', onAbort));
@@ -398,7 +423,8 @@ export class FtpStorage implements StorageApi {
   async move(rawId: string, type: StorageItemType, options: MoveOptions): Promise<StorageItem> {
     if (options.name !== undefined) checkName(options.name);
     const segments = parseRawId(rawId);
-    if (segments.length === 0) throw new CloudmuxError('invalid_parameters', 'The root folder cannot be moved.');
+    if (segments.length === 0)
+      throw new CloudmuxError('invalid_parameters', 'The root folder cannot be moved.');
     const parentRawId = options.parentRawId ?? parentOf(rawId)!;
     const targetRawId = childRawId(parentRawId, options.name ?? segments.at(-1)!);
     if (type === 'folder' && targetRawId.startsWith(`${rawId}/`)) {
@@ -409,7 +435,8 @@ export class FtpStorage implements StorageApi {
       if (targetRawId === rawId) return source;
       await this.existing(s, parentRawId, 'folder');
       const target = this.path(targetRawId);
-      if (await this.stat(s, target)) throw namingConflict(targetRawId, 'An item with that name already exists.', SERVICE);
+      if (await this.stat(s, target))
+        throw namingConflict(targetRawId, 'An item with that name already exists.', SERVICE);
       // RFC 959 §4.1.3 RNFR / RNTO
       await s.expect(`RNFR ${this.path(rawId)}`, 350);
       await s.expect(`RNTO ${target}`, 250);
@@ -421,7 +448,8 @@ export class FtpStorage implements StorageApi {
   }
 
   async delete(rawId: string, type: StorageItemType, options: DeleteOptions): Promise<void> {
-    if (parseRawId(rawId).length === 0) throw new CloudmuxError('invalid_parameters', 'The root folder cannot be deleted.');
+    if (parseRawId(rawId).length === 0)
+      throw new CloudmuxError('invalid_parameters', 'The root folder cannot be deleted.');
     const path = this.path(rawId);
     await this.pool.use(async (s) => {
       await this.existing(s, rawId, type);
@@ -439,8 +467,17 @@ export class FtpStorage implements StorageApi {
   }
 
   /** Depth-first removal: files with DELE, then each folder with RMD once it is empty. */
-  private async removeTree(s: FtpSession, path: string, entries: RemoteEntry[], depth: number): Promise<void> {
-    if (depth > this.maxDepth) throw new CloudmuxError('bad_request', `Folders nested deeper than ${this.maxDepth} levels cannot be deleted.`);
+  private async removeTree(
+    s: FtpSession,
+    path: string,
+    entries: RemoteEntry[],
+    depth: number,
+  ): Promise<void> {
+    if (depth > this.maxDepth)
+      throw new CloudmuxError(
+        'bad_request',
+        `Folders nested deeper than ${this.maxDepth} levels cannot be deleted.`,
+      );
     for (const entry of entries) {
       const child = joinPath(path, entry.name);
       if (entry.type === 'folder') await this.removeTree(s, child, await this.listPath(s, child), depth + 1);
@@ -468,7 +505,11 @@ export class FtpStorage implements StorageApi {
           try {
             entries = await this.listPath(s, this.path(dir));
           } catch (err) {
-            if (err instanceof CloudmuxError && (err.code === 'not_found' || err.code === 'service_forbidden')) continue;
+            if (
+              err instanceof CloudmuxError &&
+              (err.code === 'not_found' || err.code === 'service_forbidden')
+            )
+              continue;
             throw err;
           }
           for (const entry of entries.filter((e) => listable(e.name)).sort(byName)) {
@@ -484,7 +525,8 @@ export class FtpStorage implements StorageApi {
     const unique = [...new Map(matches.map((m) => [m.rawId, m])).values()];
     unique.sort((a, b) => (a.rawId < b.rawId ? -1 : a.rawId > b.rawId ? 1 : 0));
     const offset = options.cursor ? Number.parseInt(options.cursor, 10) : 0;
-    if (!Number.isInteger(offset) || offset < 0) throw new CloudmuxError('invalid_parameters', 'Invalid page cursor.');
+    if (!Number.isInteger(offset) || offset < 0)
+      throw new CloudmuxError('invalid_parameters', 'Invalid page cursor.');
     const slice = unique.slice(offset, offset + options.pageSize);
     const next = offset + options.pageSize;
     return {

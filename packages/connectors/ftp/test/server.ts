@@ -6,7 +6,15 @@
 import { chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { type StartedServer, type TempDir, freePort, hasCommand, makeTempDir, run, startServer } from '@cloudmux/testkit';
+import {
+  freePort,
+  hasCommand,
+  makeTempDir,
+  run,
+  type StartedServer,
+  startServer,
+  type TempDir,
+} from '@cloudmux/testkit';
 
 export const FTP_USER = 'cloudmux';
 export const FTP_PASSWORD = 'pw-Secret-1';
@@ -74,34 +82,59 @@ export async function startPureFtpd(options: PureFtpdOptions): Promise<PureFtpd>
   const { stdout: hash } = await run('openssl', ['passwd', '-6', FTP_PASSWORD]);
   const passwd = join(dir, 'pureftpd.passwd');
   const pdb = join(dir, 'pureftpd.pdb');
-  await writeFile(passwd, `${FTP_USER}:${hash.trim()}:${NOBODY}:${NOBODY}::${dataDir}/./::::::::::::\n`, { mode: 0o600 });
+  await writeFile(passwd, `${FTP_USER}:${hash.trim()}:${NOBODY}:${NOBODY}::${dataDir}/./::::::::::::\n`, {
+    mode: 0o600,
+  });
   await run('pure-pw', ['mkdb', pdb, '-f', passwd]);
   let certPem: string | null = null;
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
   if (options.tls) {
     await run('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1',
-      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
     ]);
     certPem = await readFile(cert, 'utf8');
   }
   const port = await freePort();
   const [low, high] = await freeRange(24);
   const args = [
-    '-S', `127.0.0.1,${port}`,
-    '-l', `puredb:${pdb}`,
+    '-S',
+    `127.0.0.1,${port}`,
+    '-l',
+    `puredb:${pdb}`,
     '-E', // no anonymous logins
     '-H', // no DNS lookups
-    '-c', '50', // max clients (the default of 5 is below two pools of 4)
-    '-C', '50', // max clients per IP
-    '-p', `${low}:${high}`,
+    '-c',
+    '50', // max clients (the default of 5 is below two pools of 4)
+    '-C',
+    '50', // max clients per IP
+    '-p',
+    `${low}:${high}`,
     // -Y 3: TLS required on control and data connections; -Y 0: plain only.
     ...(options.tls ? ['-Y', '3', '-2', `${cert},${key}`] : ['-Y', '0']),
     ...(options.announce ? ['-P', options.announce] : []),
   ];
   const start = () =>
-    startServer({ name: `pure-ftpd${options.tls ? ' (TLS)' : ''}`, command: 'pure-ftpd', args, ready: { tcp: { port } } });
+    startServer({
+      name: `pure-ftpd${options.tls ? ' (TLS)' : ''}`,
+      command: 'pure-ftpd',
+      args,
+      ready: { tcp: { port } },
+    });
   let server = await start();
   const handle: PureFtpd = {
     port,
