@@ -1,14 +1,18 @@
 /**
  * Builds the `ctx` a connector's `create()` receives: the network guard for its declared network
- * mode (narrowed by the operator's `CLOUDMUX_ALLOWED_NETWORKS`), and an HTTP client whose sockets
- * all go through that guard.
+ * mode (narrowed by the operator's `CLOUDMUX_ALLOWED_NETWORKS`), and core's HTTP client (auth,
+ * refresh, retries, error mapping) whose sockets all go through that guard.
  */
 import { tmpdir } from 'node:os';
-import axios from 'axios';
 import type { AnyConnectorDefinition, ConnectorContext, Logger } from './connector.js';
 import { silentLogger } from './connector.js';
 import { createNetworkGuard, networkPolicyFromEnv } from './net/index.js';
 import type { ConnectEvent, NetworkGuard, NetworkPolicy } from './network-types.js';
+import { createHttpClient } from './http/client.js';
+import type { Clock } from './http/clock.js';
+import { type CredentialStore, staticCredentials, storedCredentials } from './http/credentials.js';
+import type { OAuthClient } from './http/oauth.js';
+import type { RateLimiter } from './rate-limit.js';
 
 export interface CreateConnectorContextOptions {
   definition: AnyConnectorDefinition;
@@ -24,6 +28,16 @@ export interface CreateConnectorContextOptions {
   /** A guard to share (tests inject one with a fake resolver or a connect hook). */
   net?: NetworkGuard;
   onConnect?: (event: ConnectEvent) => void;
+  /**
+   * Where the HTTP client reads (and, for OAuth, refreshes) credentials. Without it the parsed
+   * `credentials` are used as fixed fields, which suits every strategy except `oauth2`.
+   */
+  credentialStore?: CredentialStore;
+  /** The operator's OAuth client for this service. */
+  oauthClient?: OAuthClient;
+  /** Paces upstream calls per account (the connector's `policies.rateLimit`). */
+  upstreamLimiter?: RateLimiter;
+  clock?: Clock;
 }
 
 export function createConnectorContext<TCredentials = unknown>(
@@ -39,15 +53,20 @@ export function createConnectorContext<TCredentials = unknown>(
     service: options.definition.service,
     accountId: options.accountId,
     credentials: options.credentials,
-    http: axios.create({
-      timeout: options.definition.policies.timeoutMs,
+    http: createHttpClient({
+      definition: options.definition,
+      accountId: options.accountId,
+      credentials: options.credentialStore
+        ? storedCredentials(options.credentialStore)
+        : staticCredentials((options.credentials ?? {}) as Record<string, unknown>),
       httpAgent: net.httpAgent,
       httpsAgent: net.httpsAgent,
-      // Never a proxy from HTTP_PROXY: the guard must see the real target.
-      proxy: false,
-      maxRedirects: 0,
-      maxBodyLength: Number.POSITIVE_INFINITY,
-      maxContentLength: Number.POSITIVE_INFINITY,
+      ...(options.oauthClient ? { oauthClient: options.oauthClient } : {}),
+      ...(options.rawHeaders ? { rawHeaders: options.rawHeaders } : {}),
+      ...(options.asUser !== undefined ? { asUser: options.asUser } : {}),
+      ...(options.log ? { log: options.log } : {}),
+      ...(options.upstreamLimiter ? { rateLimiter: options.upstreamLimiter } : {}),
+      ...(options.clock ? { clock: options.clock } : {}),
     }),
     net,
     policies: options.definition.policies,
