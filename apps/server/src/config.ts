@@ -27,6 +27,11 @@ export interface ServerConfig {
   shutdownGraceSeconds: number;
   /** Multipart staging limit per session, bytes. */
   multipartMaxBytes: number;
+  /**
+   * The operator's OAuth clients per service, from `CLOUDMUX_OAUTH_<SERVICE>_CLIENT_ID` and
+   * `CLOUDMUX_OAUTH_<SERVICE>_CLIENT_SECRET` (service id upper-cased, e.g. `GOOGLE_CALENDAR`).
+   */
+  oauthClients: Record<string, { clientId: string; clientSecret?: string }>;
 }
 
 export const FLAGS = {
@@ -80,6 +85,7 @@ export function loadConfig(flags: FlagValues = {}, env: NodeJS.ProcessEnv = proc
     logLevel: get('logLevel') ?? 'info',
     shutdownGraceSeconds: Number(env.CLOUDMUX_SHUTDOWN_GRACE_SECONDS ?? 20),
     multipartMaxBytes: Number(env.CLOUDMUX_MULTIPART_MAX_BYTES ?? 50 * 1024 * 1024 * 1024),
+    oauthClients: oauthClientsFrom(env),
   };
   const optional: Array<[keyof ServerConfig, string | undefined]> = [
     ['databaseUrl', get('databaseUrl')],
@@ -99,4 +105,16 @@ function parseRateLimit(value: string | undefined): { requestsPerSecond: number;
   if (!match || Number(match[1]) <= 0) throw new Error(`invalid CLOUDMUX_RATE_LIMIT: ${value} (expected <per second>[:<burst>])`);
   const requestsPerSecond = Number(match[1]);
   return { requestsPerSecond, burst: match[2] ? Number(match[2]) : Math.max(1, Math.ceil(requestsPerSecond)) };
+}
+
+function oauthClientsFrom(env: NodeJS.ProcessEnv): Record<string, { clientId: string; clientSecret?: string }> {
+  const clients: Record<string, { clientId: string; clientSecret?: string }> = {};
+  for (const [name, value] of Object.entries(env)) {
+    const match = /^CLOUDMUX_OAUTH_([A-Z0-9_]+)_CLIENT_ID$/.exec(name);
+    if (!match || !value) continue;
+    const service = match[1]!.toLowerCase();
+    const secret = env[`CLOUDMUX_OAUTH_${match[1]}_CLIENT_SECRET`];
+    clients[service] = { clientId: value, ...(secret ? { clientSecret: secret } : {}) };
+  }
+  return clients;
 }

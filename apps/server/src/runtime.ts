@@ -14,6 +14,7 @@ import {
 } from '@cloudmux/core';
 import type { ServerConfig } from './config.js';
 import type { ConnectorRegistry } from './connectors.js';
+import { SqlCredentialStore } from './store/credentials.js';
 import type { AccountRow, Store } from './store/store.js';
 
 export interface AccountRuntime {
@@ -38,6 +39,7 @@ const IDLE_MS = 5 * 60_000;
 export class ConnectorRuntime {
   readonly #cache = new Map<number, CacheEntry>();
   readonly #timer: NodeJS.Timeout;
+  readonly #credentialStore: SqlCredentialStore;
 
   constructor(
     private readonly registry: ConnectorRegistry,
@@ -45,6 +47,7 @@ export class ConnectorRuntime {
     private readonly config: ServerConfig,
     private readonly log: Logger,
   ) {
+    this.#credentialStore = new SqlCredentialStore(store.db, store);
     this.#timer = setInterval(() => void this.sweep(), 30_000);
     this.#timer.unref();
   }
@@ -74,7 +77,10 @@ export class ConnectorRuntime {
     const key = JSON.stringify([scope.rawHeaders ?? {}, scope.asUser ?? null]);
     const scoped = key !== '[{},null]';
     const existing = this.#cache.get(id);
-    if (!scoped && existing && existing.version === account.credentials_version) {
+    // OAuth accounts read (and refresh) their tokens from the store on every request: a version bump
+    // from a refresh does not need a new instance.
+    const refreshable = definition.auth.type === 'oauth2';
+    if (!scoped && existing && (refreshable || existing.version === account.credentials_version)) {
       existing.lastUsed = Date.now();
       return existing.runtime;
     }
@@ -104,10 +110,14 @@ export class ConnectorRuntime {
     if (!parsed.success) {
       throw new CloudmuxError('invalid_parameters', `Invalid credentials for ${definition.service}: ${parsed.error.issues.map((i: { path: PropertyKey[]; message: string }) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}`);
     }
+    const oauthClient = this.config.oauthClients[definition.service];
     const ctx = createConnectorContext({
       definition,
       accountId: String(accountId),
       credentials: parsed.data,
+      // Stored accounts of OAuth services refresh through the SQL store (lease + version CAS).
+      ...(definition.auth.type === 'oauth2' && accountId > 0 ? { credentialStore: this.#credentialStore } : {}),
+      ...(oauthClient ? { oauthClient } : {}),
       log: this.log,
       ...(scope.rawHeaders ? { rawHeaders: scope.rawHeaders } : {}),
       ...(scope.asUser !== undefined ? { asUser: scope.asUser } : {}),
