@@ -225,7 +225,7 @@ export class SmbClient {
       // MS-SMB2 §3.2.5.1: a frame may hold compounded replies chained by NextCommand.
       const next = frame.readUInt32LE(offset + 20);
       const message = next === 0 ? frame.subarray(offset) : frame.subarray(offset, offset + next);
-      this.onMessage(Buffer.from(message));
+      this.onMessage(message);
       if (next === 0) return;
       offset += next;
     }
@@ -270,10 +270,12 @@ export class SmbClient {
   }
 
   private verify(message: Buffer): boolean {
-    const copy = Buffer.from(message);
-    const signature = Buffer.from(copy.subarray(48, 64));
-    copy.fill(0, 48, 64);
-    return timingSafeEqual(signMessage(this.signingAlgorithm, this.signingKey!, copy), signature);
+    // The signature is computed over the message with its signature field zeroed, in place.
+    const signature = Buffer.from(message.subarray(48, 64));
+    message.fill(0, 48, 64);
+    const ok = timingSafeEqual(signMessage(this.signingAlgorithm, this.signingKey!, message), signature);
+    signature.copy(message, 48);
+    return ok;
   }
 
   private fail(error: Error): void {
@@ -328,7 +330,7 @@ export class SmbClient {
   /** Sends one request and resolves with its final reply, whatever its status. */
   async send(
     command: number,
-    body: Buffer,
+    body: Buffer | Buffer[],
     options: { payload?: number; sign?: boolean; onRequest?: (message: Buffer) => void } = {},
   ): Promise<SmbResponse> {
     if (this.closedWith) throw this.closedWith;
@@ -339,7 +341,13 @@ export class SmbClient {
     const messageId = this.nextMessageId;
     this.nextMessageId += BigInt(charge);
     const sign = (options.sign ?? true) && this.signingKey !== null;
-    const message = Buffer.alloc(HEADER + body.length);
+    const parts = Array.isArray(body) ? body : [body];
+    const bodyLength = parts.reduce((n, part) => n + part.length, 0);
+    // One buffer for the Direct TCP length prefix, header and body: the payload is copied once.
+    const frame = Buffer.allocUnsafe(4 + HEADER + bodyLength);
+    frame.fill(0, 0, 4 + HEADER);
+    frame.writeUInt32BE(HEADER + bodyLength, 0);
+    const message = frame.subarray(4);
     PROTOCOL_ID.copy(message, 0);
     message.writeUInt16LE(HEADER, 4);
     message.writeUInt16LE(this.dialect === Dialect.SMB2_0_2 || this.dialect === 0 ? 0 : charge, 6);
@@ -349,11 +357,10 @@ export class SmbClient {
     message.writeBigUInt64LE(messageId, 24);
     message.writeUInt32LE(command === Command.NEGOTIATE || command === Command.SESSION_SETUP ? 0 : this.treeId, 36);
     message.writeBigUInt64LE(this.sessionId, 40);
-    body.copy(message, HEADER);
+    let at = HEADER;
+    for (const part of parts) at += part.copy(message, at);
     if (sign) signMessage(this.signingAlgorithm, this.signingKey!, message).copy(message, 48);
     options.onRequest?.(message);
-    const frame = Buffer.alloc(4);
-    frame.writeUInt32BE(message.length, 0);
     return new Promise<SmbResponse>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(messageId);
@@ -363,11 +370,11 @@ export class SmbClient {
         this.fail(error);
       }, this.options.timeoutMs);
       this.pending.set(messageId, { resolve, reject, timer, command, signed: sign });
-      this.socket.write(Buffer.concat([frame, message]));
+      this.socket.write(frame);
     });
   }
 
-  private async request(command: number, body: Buffer, payload = 0, ok: number[] = [Status.SUCCESS]): Promise<SmbResponse> {
+  private async request(command: number, body: Buffer | Buffer[], payload = 0, ok: number[] = [Status.SUCCESS]): Promise<SmbResponse> {
     const response = await this.send(command, body, { payload });
     if (!ok.includes(response.status)) throw new SmbStatusError(response.status, command);
     return response;
@@ -391,7 +398,15 @@ export class SmbClient {
     preauthContext.writeUInt16LE(32, 10);
     preauthContext.writeUInt16LE(0x0001, 12);
     randomBytes(32).copy(preauthContext, 14);
-    const body = Buffer.alloc(offer311 ? contextsAt + preauthContext.length : contextsAt);
+    // MS-SMB2 §2.2.3.1.7 SMB2_SIGNING_CAPABILITIES: AES-GMAC preferred (far cheaper), AES-CMAC as fallback.
+    const signingContext = Buffer.alloc(8 + 6);
+    signingContext.writeUInt16LE(0x0008, 0);
+    signingContext.writeUInt16LE(6, 2);
+    signingContext.writeUInt16LE(2, 8);
+    signingContext.writeUInt16LE(0x0002, 10);
+    signingContext.writeUInt16LE(0x0001, 12);
+    const contexts = Buffer.concat([preauthContext, Buffer.alloc(Math.ceil(preauthContext.length / 8) * 8 - preauthContext.length), signingContext]);
+    const body = Buffer.alloc(offer311 ? contextsAt + contexts.length : contextsAt);
     body.writeUInt16LE(36, 0);
     body.writeUInt16LE(dialects.length, 2);
     body.writeUInt16LE(SecurityMode.SIGNING_ENABLED, 4);
@@ -399,8 +414,8 @@ export class SmbClient {
     randomBytes(16).copy(body, 12);
     if (offer311) {
       body.writeUInt32LE(HEADER + contextsAt, 28);
-      body.writeUInt16LE(1, 32);
-      preauthContext.copy(body, contextsAt);
+      body.writeUInt16LE(2, 32);
+      contexts.copy(body, contextsAt);
     }
     dialects.forEach((d, i) => body.writeUInt16LE(d, fixed + i * 2));
     let requestMessage: Buffer | null = null;
@@ -419,6 +434,18 @@ export class SmbClient {
     this.maxWrite = Math.min(r.readUInt32LE(36), limit);
     this.signingAlgorithm = this.dialect >= Dialect.SMB3_0 ? 'aes-cmac' : 'hmac-sha256';
     if (this.dialect !== Dialect.SMB3_1_1) return null;
+    // MS-SMB2 §2.2.4.1: the reply's negotiate contexts, 8-byte aligned from the header start.
+    let at = r.readUInt32LE(60) - HEADER;
+    for (let i = 0; i < r.readUInt16LE(6) && at + 8 <= r.length; i++) {
+      const type = r.readUInt16LE(at);
+      const length = r.readUInt16LE(at + 2);
+      if (type === 0x0008 && length >= 4 && r.readUInt16LE(at + 8) >= 1) {
+        const algorithm = r.readUInt16LE(at + 10);
+        if (algorithm === 0x0002) this.signingAlgorithm = 'aes-gmac';
+        else if (algorithm === 0x0000) this.signingAlgorithm = 'hmac-sha256';
+      }
+      at += Math.ceil((8 + length) / 8) * 8;
+    }
     return preauthUpdate(preauthUpdate(Buffer.alloc(64), requestMessage!), response.message);
   }
 
@@ -550,14 +577,13 @@ export class SmbClient {
 
   /** MS-SMB2 §2.2.21 WRITE; returns the byte count written. */
   async write(fileId: Buffer, offset: number, data: Buffer): Promise<number> {
-    const body = Buffer.alloc(48 + data.length);
+    const body = Buffer.alloc(48);
     body.writeUInt16LE(49, 0);
     body.writeUInt16LE(HEADER + 48, 2);
     body.writeUInt32LE(data.length, 4);
     body.writeBigUInt64LE(BigInt(offset), 8);
     fileId.copy(body, 16);
-    data.copy(body, 48);
-    const response = await this.request(Command.WRITE, body, data.length);
+    const response = await this.request(Command.WRITE, [body, data], data.length);
     return response.body.readUInt32LE(4);
   }
 

@@ -48,11 +48,29 @@ export function smb3Kdf(key: Buffer, label: string, context: Buffer): Buffer {
   return hmac.digest().subarray(0, 16);
 }
 
-export type SigningAlgorithm = 'hmac-sha256' | 'aes-cmac';
+export type SigningAlgorithm = 'hmac-sha256' | 'aes-cmac' | 'aes-gmac';
+
+/**
+ * AES-128-GMAC signing (MS-SMB2 §3.1.4.1, SMB 3.1.1 with SIGNING_CAPABILITIES): a GCM tag over the
+ * message as AAD. The 12-byte nonce is the MessageId followed by a 32-bit word with bit 0 set on
+ * server replies and bit 1 on CANCEL requests, both read from the header.
+ */
+export function aesGmac(key: Buffer, message: Buffer): Buffer {
+  const nonce = Buffer.alloc(12);
+  message.copy(nonce, 0, 24, 32);
+  const flags = message.readUInt32LE(16);
+  const cancel = message.readUInt16LE(12) === 0x000c;
+  nonce.writeUInt32LE((flags & 0x1) | (cancel ? 0x2 : 0), 8);
+  const gcm = createCipheriv('aes-128-gcm', key, nonce);
+  gcm.setAAD(message);
+  gcm.final();
+  return gcm.getAuthTag();
+}
 
 /** MS-SMB2 §3.1.4.1: the signature of a message whose signature field is zero. */
 export function signMessage(algorithm: SigningAlgorithm, key: Buffer, message: Buffer): Buffer {
   if (algorithm === 'hmac-sha256') return createHmac('sha256', key).update(message).digest().subarray(0, 16);
+  if (algorithm === 'aes-gmac') return aesGmac(key, message);
   return aesCmac(key, message);
 }
 
