@@ -58,7 +58,16 @@ export type AuthSpec =
   | { type: 'azure_shared_key'; accountNameField: string; accountKeyField: string }
   | { type: 'azure_sas'; sasTokenField: string }
   /** The connector authenticates inside its own protocol (FTP, SMB) or needs nothing (local). */
-  | { type: 'protocol' };
+  | { type: 'protocol' }
+  /**
+   * Several ways to authenticate the same service (Azure: Shared Key or SAS). Per request, the first
+   * strategy whose credential fields are all present in the account applies. OAuth strategies,
+   * whose fields change on refresh, cannot be alternatives.
+   */
+  | { type: 'one_of'; strategies: StaticAuthSpec[] };
+
+/** The strategies that read fixed credential fields. */
+export type StaticAuthSpec = Exclude<AuthSpec, { type: 'oauth2' | 'one_of' | 'protocol' }>;
 
 export type AuthType = AuthSpec['type'];
 
@@ -204,6 +213,18 @@ const authSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('protocol') }),
 ]);
 
+const staticAuthTypes = ['oauth2_client_credentials', 'service_account_jwt', 'api_key', 'bearer', 'basic', 'aws_sigv4', 'azure_shared_key', 'azure_sas'];
+const authSchemaWithAlternatives = z.union([
+  authSchema,
+  z.object({
+    type: z.literal('one_of'),
+    strategies: z
+      .array(authSchema)
+      .min(2)
+      .refine((list) => list.every((s) => staticAuthTypes.includes(s.type)), 'alternatives must be strategies with fixed credential fields'),
+  }),
+]);
+
 const positiveInt = z.number().int().positive();
 
 const definitionSchema = z.object({
@@ -213,7 +234,7 @@ const definitionSchema = z.object({
   logoUrl: z.string().optional(),
   category: z.string().min(1),
   apis: z.array(z.enum(API_CATEGORIES)).min(1),
-  auth: authSchema,
+  auth: authSchemaWithAlternatives,
   credentials: z.custom<z.ZodType>((v) => v instanceof z.ZodType, 'must be a zod schema'),
   network: z.enum(['saas', 'self_hosted', 'none']),
   passThrough: z

@@ -4,7 +4,8 @@
  * second try can succeed (OAuth tokens are refreshed or re-minted; static keys cannot change).
  */
 import type { AxiosInstance } from 'axios';
-import type { AuthSpec, AuthType, Logger } from '../connector.js';
+import type { AuthSpec, AuthType, Logger, StaticAuthSpec } from '../connector.js';
+import { CloudmuxError } from '../errors.js';
 import { appendSas, signAzureSharedKey } from './azure.js';
 import type { Clock } from './clock.js';
 import {
@@ -62,6 +63,25 @@ export function createAuthStrategy(spec: AuthSpec, ctx: AuthStrategyContext): Au
   switch (spec.type) {
     case 'protocol':
       return { type: 'protocol', ownedHeaders: [], apply: async () => ({}) };
+
+    case 'one_of': {
+      const alternatives = spec.strategies.map((s) => ({ fields: requiredFields(s), strategy: createAuthStrategy(s, ctx) }));
+      const pick = async () => {
+        const f = await fields();
+        const present = (name: string) => typeof f[name] === 'string' && f[name] !== '';
+        const chosen = alternatives.find((a) => a.fields.every(present));
+        if (!chosen) {
+          throw new CloudmuxError('service_unauthorized', `The account has none of the credentials ${service} accepts.`, { service });
+        }
+        return chosen.strategy;
+      };
+      return {
+        type: 'one_of',
+        ownedHeaders: [...new Set(alternatives.flatMap((a) => a.strategy.ownedHeaders))],
+        apply: async (req, signal) => (await pick()).apply(req, signal),
+        onUnauthorized: async (applied, signal) => (await pick()).onUnauthorized?.(applied, signal) ?? false,
+      };
+    }
 
     case 'bearer':
       return {
@@ -276,4 +296,27 @@ function clientFromFields(
   }
   if (fallback) return fallback;
   return { clientId: credentialString(f, 'client_id', service) };
+}
+
+/** The credential fields a fixed-credential strategy cannot work without (for `one_of` selection). */
+export function requiredFields(spec: StaticAuthSpec): string[] {
+  switch (spec.type) {
+    case 'bearer':
+    case 'api_key':
+      return [spec.field];
+    case 'basic':
+      return [spec.usernameField];
+    case 'aws_sigv4':
+      return [spec.accessKeyIdField, spec.secretAccessKeyField];
+    case 'azure_shared_key':
+      return [spec.accountNameField, spec.accountKeyField];
+    case 'azure_sas':
+      return [spec.sasTokenField];
+    case 'service_account_jwt':
+      return ['client_email', 'private_key'];
+    case 'oauth2_client_credentials':
+      return [];
+    default:
+      return [];
+  }
 }
