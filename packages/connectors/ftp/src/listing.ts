@@ -5,7 +5,8 @@
 
 export interface RemoteEntry {
   name: string;
-  type: 'file' | 'folder';
+  /** Symbolic links are reported so a recursive delete can unlink them; they are never listed. */
+  type: 'file' | 'folder' | 'link';
   size: number | null;
   modified: Date | null;
   created: Date | null;
@@ -58,8 +59,10 @@ export function entryFromFacts(
   allowSelf = false,
 ): RemoteEntry | null {
   const type = (facts.type ?? '').toLowerCase();
-  let kind: 'file' | 'folder';
+  let kind: RemoteEntry['type'];
   if (type === 'file') kind = 'file';
+  // RFC 3659 §7.5.1 leaves OS types open: pure-ftpd says `OS.unix=slink:`, others `OS.unix=symlink`.
+  else if (/^os\.unix=(slink|symlink)/.test(type)) kind = 'link';
   else if (type === 'dir' || (allowSelf && (type === 'cdir' || type === 'pdir'))) kind = 'folder';
   else return null;
   const size =
@@ -74,7 +77,7 @@ export function entryFromFacts(
   };
 }
 
-/** MLSD data (RFC 3659 §7): one entry per line; `.`/`..` and symlink-ish types are left out. */
+/** MLSD data (RFC 3659 §7): one entry per line; `.`, `..` and unknown types are left out. */
 export function parseMlsd(text: string): RemoteEntry[] {
   const out: RemoteEntry[] = [];
   for (const line of text.split(/\r?\n/)) {
@@ -112,7 +115,7 @@ const DOS_LINE = /^(\d{2})-(\d{2})-(\d{2,4})\s+(\d{1,2}):(\d{2})(AM|PM)\s+(<DIR>
 
 /**
  * `LIST` output (RFC 959 leaves the format to the server). Unix dates without a year are taken in
- * the year that puts them no later than `now` (UTC, minute precision); symlinks are skipped.
+ * the year that puts them no later than `now` (UTC, minute precision).
  */
 export function parseList(text: string, now: Date = new Date()): RemoteEntry[] {
   const out: RemoteEntry[] = [];
@@ -121,8 +124,9 @@ export function parseList(text: string, now: Date = new Date()): RemoteEntry[] {
     const unix = UNIX_LINE.exec(line);
     if (unix) {
       const [, kind, size, mon, day, timeOrYear, rawName] = unix;
-      if (kind !== '-' && kind !== 'd') continue;
-      const name = rawName!;
+      if (kind !== '-' && kind !== 'd' && kind !== 'l') continue;
+      // `name -> target` for links.
+      const name = kind === 'l' ? rawName!.replace(/ -> .*$/, '') : rawName!;
       if (name === '.' || name === '..') continue;
       const month = MONTHS.indexOf(mon!.toLowerCase());
       let modified: Date | null = null;
@@ -140,8 +144,8 @@ export function parseList(text: string, now: Date = new Date()): RemoteEntry[] {
       }
       out.push({
         name,
-        type: kind === 'd' ? 'folder' : 'file',
-        size: kind === 'd' ? null : Number(size),
+        type: kind === 'd' ? 'folder' : kind === 'l' ? 'link' : 'file',
+        size: kind === '-' ? Number(size) : null,
         modified,
         created: null,
         raw: { line },

@@ -65,9 +65,13 @@ function byName(a: { name: string }, b: { name: string }): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
-/** Names a raw id can carry (others, e.g. with a backslash or control characters, stay unlisted). */
-function listable(name: string): boolean {
-  if (isHiddenName(name)) return false;
+/**
+ * Entries the API shows: files and folders whose names a raw id can carry (not a backslash or
+ * control characters), never the hidden upload files, never symbolic links.
+ */
+function listable(entry: RemoteEntry): boolean {
+  const { name } = entry;
+  if (entry.type === 'link' || isHiddenName(name)) return false;
   try {
     validateItemName(name);
     return true;
@@ -143,7 +147,8 @@ export class FtpStorage implements StorageApi {
     if (segments.length > 0) ancestors.unshift({ rawId: '/', name: '' });
     const name = segments.at(-1) ?? '';
     return {
-      type: entry.type,
+      // Links never get here: `stat` and `listable` drop them.
+      type: isDir ? 'folder' : 'file',
       rawId,
       name,
       size: isDir ? null : entry.size,
@@ -168,7 +173,8 @@ export class FtpStorage implements StorageApi {
       if (reply.code === 250) {
         const entry = parseMlstReply(reply.lines);
         if (!entry) throw garbageError('MLST reply without a fact line');
-        return entry;
+        // Links are not items of this API (their targets may lie anywhere on the server).
+        return entry.type === 'link' ? null : entry;
       }
       if (reply.code === 550 || reply.code === 450) {
         const error = replyError(reply, 'MLST');
@@ -195,7 +201,7 @@ export class FtpStorage implements StorageApi {
       if (err instanceof CloudmuxError && err.code === 'not_found') return null;
       throw err;
     }
-    return entries.find((e) => e.name === name) ?? null;
+    return entries.find((e) => e.name === name && e.type !== 'link') ?? null;
   }
 
   /** Every entry of a server folder (hidden upload files included). */
@@ -232,7 +238,7 @@ export class FtpStorage implements StorageApi {
   async list(folderRawId: string, page: PageRequest): Promise<Page<StorageItem>> {
     parseRawId(folderRawId);
     const entries = await this.idempotent((s) => this.children(s, folderRawId));
-    const visible = entries.filter((e) => listable(e.name)).sort(byName);
+    const visible = entries.filter(listable).sort(byName);
     // Keyset paging on the sorted name: inserts between pages neither repeat nor skip items.
     const after = page.cursor ? decodeCursor(page.cursor) : undefined;
     const start = after === undefined ? 0 : visible.findIndex((e) => e.name > after);
@@ -512,7 +518,7 @@ export class FtpStorage implements StorageApi {
               continue;
             throw err;
           }
-          for (const entry of entries.filter((e) => listable(e.name)).sort(byName)) {
+          for (const entry of entries.filter(listable).sort(byName)) {
             if (++visited > this.searchLimit) break;
             const id = childRawId(dir, entry.name);
             if (entry.name.toLowerCase().includes(needle)) found.push({ rawId: id, entry });

@@ -1,4 +1,4 @@
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import {
@@ -149,12 +149,14 @@ describe('protocol parsers', () => {
         'type=file;size=3;modify=20260102030405.123;UNIX.mode=0644; a; b c.txt',
         'type=dir;sizd=4096;modify=20261204040353; sub dir',
         'type=OS.unix=slink:/etc;modify=20261204040353; link',
+        'type=unknown;modify=20261204040353; odd',
         '',
       ].join('\r\n'),
     );
     expect(entries.map((e) => [e.name, e.type, e.size])).toEqual([
       ['a; b c.txt', 'file', 3],
       ['sub dir', 'folder', null],
+      ['link', 'link', null],
     ]);
     expect(entries[0]!.modified?.toISOString()).toBe('2026-01-02T03:04:05.123Z');
     const root = parseMlstReply(['Begin', ' type=pdir;sizd=4096;modify=20261204040353; /', 'End.']);
@@ -179,6 +181,7 @@ describe('protocol parsers', () => {
       ['a file.txt', 'file', 11, '2026-12-04T04:03:00.000Z'],
       ['old', 'folder', null, '2024-01-15T00:00:00.000Z'],
       ['last-year.txt', 'file', 5, '2025-12-30T23:59:00.000Z'],
+      ['link', 'link', null, '2026-12-04T04:03:00.000Z'],
       ['Dos Dir', 'folder', null, '2026-12-04T16:03:00.000Z'],
       ['dos.bin', 'file', 1234, '2026-12-04T09:15:00.000Z'],
     ]);
@@ -247,6 +250,35 @@ describe('dropped connections (scripted server)', () => {
     }
   });
 
+  it('falls back from EPSV to PASV and connects to the control peer, not the announced host', async () => {
+    const fake = await startFakeFtp(
+      (_connection, line) =>
+        line === 'MLST /f.txt'
+          ? '250-Begin\r\n type=file;size=5;modify=20260101000000; /f.txt\r\n250 End'
+          : '502 no',
+      { passive: { announce: '192.0.2.9', files: { '/f.txt': 'hello' } } },
+    );
+    const { net, calls } = spyGuard();
+    const settings = resolveCredentials(
+      ftpCredentials.parse({ host: '127.0.0.1', port: fake.port, username: 'u', password: 'p' }),
+    );
+    const { storage, pool } = createFtpStorage(net, settings, { timeoutMs: 5_000 });
+    try {
+      const first = await storage.download('/f.txt');
+      expect((await readAll(first.stream)).toString()).toBe('hello');
+      const second = await storage.download('/f.txt');
+      expect((await readAll(second.stream)).toString()).toBe('hello');
+      // EPSV is asked once; after its 502 the session goes straight to PASV.
+      expect(fake.commands.filter((c) => c.endsWith('EPSV'))).toHaveLength(1);
+      expect(fake.commands.filter((c) => c.endsWith('PASV'))).toHaveLength(2);
+      expect(calls).toHaveLength(3);
+      expect(calls.every((c) => c.host === '127.0.0.1')).toBe(true);
+    } finally {
+      await pool.dispose();
+      await fake.close();
+    }
+  });
+
   it('a garbage reply is bad_gateway', async () => {
     const fake = await startFakeFtp((_connection, line) =>
       line.startsWith('MLST') ? 'HTTP/1.1 200 OK' : '502 no',
@@ -274,6 +306,15 @@ realServer(`pure-ftpd, plain FTP${suffix}`, () => {
   });
   afterAll(async () => {
     await server?.teardown();
+  });
+
+  it('validate() refuses a base path that is not a folder', async () => {
+    const wrong = await instance(server.credentials({ base_path: '/no/such/folder' }));
+    try {
+      await expectCloudmuxError(wrong.validate!(), 'invalid_parameters');
+    } finally {
+      await wrong.dispose?.();
+    }
   });
 
   it('a wrong password is service_unauthorized', async () => {
@@ -457,6 +498,40 @@ realServer(`pure-ftpd, plain FTP${suffix}`, () => {
       expect(await storage.lookup('/', `${UPLOAD_PREFIX}leftover`)).toBeNull();
       await expectCloudmuxError(storage.get(`/${UPLOAD_PREFIX}leftover`, 'file'), 'not_found');
       expect((await storage.search('leftover', { pageSize: 10 })).items).toEqual([]);
+    } finally {
+      await pool.dispose();
+    }
+  });
+
+  it('symbolic links are not listed, and a recursive delete unlinks them without touching targets', async () => {
+    const target = join(server.dataDir, 'link-target');
+    await mkdir(join(target, 'deep'), { recursive: true });
+    await writeFile(join(target, 'deep', 'precious.txt'), 'keep me');
+    const holder = join(server.dataDir, 'holder');
+    await mkdir(holder);
+    await chown(holder, 65534, 65534); // the FTP user may delete inside it
+    await symlink('../link-target', join(holder, 'to-target'));
+    await symlink('/etc', join(holder, 'to-etc'));
+    await writeFile(join(holder, 'plain.txt'), 'p');
+    for (const forceList of [false, true]) {
+      const { storage, pool } = createFtpStorage(spyGuard().net, settingsFor(server), {
+        timeoutMs: 10_000,
+        forceList,
+      });
+      try {
+        const names = (await storage.list('/holder', { pageSize: 10 })).items.map((i) => i.name);
+        expect(names).toEqual(['plain.txt']);
+        expect(await storage.lookup('/holder', 'to-target')).toBeNull();
+        await expectCloudmuxError(storage.get('/holder/to-target', 'folder'), 'not_found');
+      } finally {
+        await pool.dispose();
+      }
+    }
+    const { storage, pool } = createFtpStorage(spyGuard().net, settingsFor(server), { timeoutMs: 10_000 });
+    try {
+      await storage.delete('/holder', 'folder', { recursive: true, permanent: true });
+      await expectCloudmuxError(storage.get('/holder', 'folder'), 'not_found');
+      expect(await readdir(join(target, 'deep'))).toEqual(['precious.txt']);
     } finally {
       await pool.dispose();
     }
