@@ -1,7 +1,7 @@
 /** SMB failures → the Kloudless catalog. */
 import { CloudmuxError, type ErrorCode, errorFromNetworkError } from '@cloudmux/core';
-import { Status, statusName } from './smb2/constants.js';
 import { SmbConnectionError, SmbStatusError } from './smb2/client.js';
+import { Status, statusName } from './smb2/constants.js';
 
 const SERVICE = 'smb';
 
@@ -63,14 +63,36 @@ export function toCloudmuxError(err: unknown): CloudmuxError {
       code === 'service_unauthorized'
         ? `The SMB server refused the credentials (${statusName(err.status)}).`
         : `The SMB server answered ${err.message}.`;
-    return new CloudmuxError(code, message, { service: SERVICE, upstream: { service: SERVICE, code: statusName(err.status) }, cause: err });
+    return new CloudmuxError(code, message, {
+      service: SERVICE,
+      upstream: { service: SERVICE, code: statusName(err.status) },
+      cause: err,
+    });
   }
   if (err instanceof SmbConnectionError) {
-    const code: ErrorCode = err.kind === 'timeout' ? 'gateway_timeout' : err.kind === 'protocol' ? 'bad_gateway' : 'service_not_available';
-    return new CloudmuxError(code, err.message, { service: SERVICE, upstream: { service: SERVICE, ...(err.code ? { code: err.code } : {}) }, cause: err });
+    const code: ErrorCode =
+      err.kind === 'timeout'
+        ? 'gateway_timeout'
+        : err.kind === 'protocol'
+          ? 'bad_gateway'
+          : 'service_not_available';
+    return new CloudmuxError(code, err.message, {
+      service: SERVICE,
+      upstream: { service: SERVICE, ...(err.code ? { code: err.code } : {}) },
+      cause: err,
+    });
   }
-  if (err && typeof err === 'object' && 'code' in err && typeof (err as { code: unknown }).code === 'string') {
+  if (
+    err &&
+    typeof err === 'object' &&
+    'code' in err &&
+    typeof (err as { code: unknown }).code === 'string'
+  ) {
     return errorFromNetworkError(SERVICE, err);
   }
-  return new CloudmuxError('bad_gateway', `Unexpected SMB failure: ${(err as Error)?.message ?? String(err)}`, { service: SERVICE, cause: err });
+  return new CloudmuxError(
+    'bad_gateway',
+    `Unexpected SMB failure: ${(err as Error)?.message ?? String(err)}`,
+    { service: SERVICE, cause: err },
+  );
 }

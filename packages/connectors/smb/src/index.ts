@@ -8,11 +8,12 @@ import { type Scheduler, SessionPool } from './pool.js';
 import { SmbClient } from './smb2/client.js';
 import { SmbStorage } from './storage.js';
 
-export { SmbStorage } from './storage.js';
-export { SessionPool, type Scheduler } from './pool.js';
 export { STAGING_DIR } from './paths.js';
+export { type Scheduler, SessionPool } from './pool.js';
+export { SmbStorage } from './storage.js';
 
-const noSeparators = (v: string) => !/[/\\\u0000-\u001f]/.test(v);
+/** No `/`, `\\` or control characters. */
+const noSeparators = (v: string) => ![...v].some((c) => c === '/' || c === '\\' || c.charCodeAt(0) < 0x20);
 
 export const smbCredentials = z.object({
   host: z
@@ -22,7 +23,13 @@ export const smbCredentials = z.object({
     .max(253)
     .refine((v) => noSeparators(v) && !/\s/.test(v), 'host must be a host name or IP address')
     .describe('SMB server host name or IP address'),
-  port: z.coerce.number().int().min(1).max(65535).default(445).describe('TCP port (SMB over TCP, default 445)'),
+  port: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(65535)
+    .default(445)
+    .describe('TCP port (SMB over TCP, default 445)'),
   share: z
     .string()
     .trim()
@@ -73,7 +80,14 @@ export function createSmbInstance(ctx: ConnectorContext<SmbCredentials>, options
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new CloudmuxError('gateway_timeout', `No TCP connection to the SMB server within ${connectTimeoutMs} ms.`, { service: 'smb' })),
+        () =>
+          reject(
+            new CloudmuxError(
+              'gateway_timeout',
+              `No TCP connection to the SMB server within ${connectTimeoutMs} ms.`,
+              { service: 'smb' },
+            ),
+          ),
         connectTimeoutMs,
       );
     });
@@ -82,7 +96,10 @@ export function createSmbInstance(ctx: ConnectorContext<SmbCredentials>, options
       socket = await Promise.race([connecting, timeout]);
     } catch (err) {
       // A connect that finishes after the timeout must not leak its socket.
-      connecting.then((s) => s.destroy(), () => undefined);
+      connecting.then(
+        (s) => s.destroy(),
+        () => undefined,
+      );
       throw toCloudmuxError(err);
     } finally {
       clearTimeout(timer);

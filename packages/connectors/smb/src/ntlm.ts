@@ -149,7 +149,9 @@ export function parseChallenge(msg: Buffer): NtlmChallenge {
 /** MS-NLMP §3.3.2 NTOWFv2. */
 export function ntowfv2(password: string, user: string, domain: string): Buffer {
   const ntHash = md4(utf16(password));
-  return createHmac('md5', ntHash).update(utf16(user.toUpperCase() + domain)).digest();
+  return createHmac('md5', ntHash)
+    .update(utf16(user.toUpperCase() + domain))
+    .digest();
 }
 
 function hmacMd5(key: Buffer, ...parts: Buffer[]): Buffer {

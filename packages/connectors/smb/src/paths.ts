@@ -32,7 +32,8 @@ function isValidSegment(segment: string): boolean {
 
 /** Segments of a raw id; anything malformed reads as a missing item. */
 export function parseRawId(rawId: string): string[] {
-  if (typeof rawId !== 'string' || !rawId.startsWith('/')) throw new CloudmuxError('not_found', 'No such file or folder.');
+  if (typeof rawId !== 'string' || !rawId.startsWith('/'))
+    throw new CloudmuxError('not_found', 'No such file or folder.');
   const segments = rawId.split('/').filter((s) => s !== '');
   if (!segments.every(isValidSegment) || segments[0] === STAGING_DIR) {
     throw new CloudmuxError('not_found', 'No such file or folder.');
@@ -57,7 +58,8 @@ export function parentOf(rawId: string): string | null {
 export function parseBasePath(basePath: string): string[] {
   const segments = basePath.split(/[/\\]/).filter((s) => s !== '');
   for (const segment of segments) {
-    if (!isValidSegment(segment)) throw new CloudmuxError('invalid_parameters', `Invalid base path segment: ${JSON.stringify(segment)}`);
+    if (!isValidSegment(segment))
+      throw new CloudmuxError('invalid_parameters', `Invalid base path segment: ${JSON.stringify(segment)}`);
   }
   return segments;
 }

@@ -13,6 +13,7 @@ import {
   type DownloadResult,
   type MoveOptions,
   type NativeMultipart,
+  namingConflict,
   type Page,
   type PageRequest,
   type SearchOptions,
@@ -21,27 +22,34 @@ import {
   type StorageItemType,
   type StorageQuirks,
   type UploadOptions,
-  namingConflict,
 } from '@cloudmux/core';
 import { hasStatus, isConnectionFailure, toCloudmuxError } from './errors.js';
 import { mimeTypeFor } from './mime.js';
-import {
-  STAGING_DIR,
-  childRawId,
-  parentOf,
-  parseRawId,
-  sameNameIgnoringCase,
-  smbPath,
-  toRawId,
-  validateSmbName,
-} from './paths.js';
+import { parseRawId, STAGING_DIR, sameNameIgnoringCase, smbPath, toRawId, validateSmbName } from './paths.js';
 import type { Lease, SessionPool } from './pool.js';
-import { type DirectoryEntry, type FileTimes, type SmbClient, SmbConnectionError, SmbStatusError } from './smb2/client.js';
-import { Access, Command, CreateOption, Disposition, FileAttribute, FileInfoClass, Fsctl, ShareAccess, Status } from './smb2/constants.js';
+import {
+  type DirectoryEntry,
+  type FileTimes,
+  type OpenFile,
+  type SmbClient,
+  SmbConnectionError,
+  SmbStatusError,
+} from './smb2/client.js';
+import {
+  Access,
+  Command,
+  CreateOption,
+  Disposition,
+  FileAttribute,
+  FileInfoClass,
+  Fsctl,
+  ShareAccess,
+  Status,
+} from './smb2/constants.js';
 
 const SERVICE = 'smb';
 /** Entries read from one folder for a listing; past it the listing fails rather than lie. */
-const MAX_FOLDER_ENTRIES = 1_000_000;
+const MAX_FOLDER_ENTRIES = 250_000;
 /** Items visited by one search or recursive copy/delete walk. */
 const WALK_LIMIT = 100_000;
 const MAX_DEPTH = 128;
@@ -96,9 +104,17 @@ export class SmbStorage implements StorageApi {
       try {
         return await fn(lease.client);
       } catch (err) {
-        if (attempt === 0 && idempotent && lease.reused && isConnectionFailure(err) && (err as SmbConnectionError).kind === 'closed') {
-          continue;
-        }
+        const sessionGone = hasStatus(
+          err,
+          Status.USER_SESSION_DELETED,
+          Status.NETWORK_SESSION_EXPIRED,
+          Status.NETWORK_NAME_DELETED,
+        );
+        // The server dropped the session or tree: this connection is useless for everyone.
+        if (sessionGone) lease.client.destroy();
+        const stale =
+          sessionGone || (isConnectionFailure(err) && (err as SmbConnectionError).kind === 'closed');
+        if (attempt === 0 && idempotent && lease.reused && stale) continue;
         throw toCloudmuxError(err);
       } finally {
         lease.release();
@@ -114,7 +130,9 @@ export class SmbStorage implements StorageApi {
     const folder = isDir(info.attributes);
     const name = segments.length === 0 ? '' : segments[segments.length - 1]!;
     const rawId = toRawId(segments);
-    const ancestors = segments.slice(0, -1).map((seg, i) => ({ rawId: toRawId(segments.slice(0, i + 1)), name: seg }));
+    const ancestors = segments
+      .slice(0, -1)
+      .map((seg, i) => ({ rawId: toRawId(segments.slice(0, i + 1)), name: seg }));
     if (segments.length > 0) ancestors.unshift({ rawId: '/', name: '' });
     return {
       type: folder ? 'folder' : 'file',
@@ -143,7 +161,7 @@ export class SmbStorage implements StorageApi {
 
   /** Opens, reads the attributes from the CREATE reply, closes. */
   private async stat(client: SmbClient, segments: readonly string[], type?: StorageItemType): Promise<Info> {
-    let open;
+    let open: OpenFile;
     try {
       open = await client.create(this.path(segments), {
         access: Access.FILE_READ_ATTRIBUTES | Access.SYNCHRONIZE,
@@ -151,14 +169,24 @@ export class SmbStorage implements StorageApi {
         shareAccess: ShareAccess.ALL,
       });
     } catch (err) {
-      if (hasStatus(err, Status.OBJECT_NAME_NOT_FOUND, Status.OBJECT_PATH_NOT_FOUND, Status.NO_SUCH_FILE, Status.NOT_A_DIRECTORY)) {
+      if (
+        hasStatus(
+          err,
+          Status.OBJECT_NAME_NOT_FOUND,
+          Status.OBJECT_PATH_NOT_FOUND,
+          Status.NO_SUCH_FILE,
+          Status.NOT_A_DIRECTORY,
+        )
+      ) {
         throw new CloudmuxError('not_found', 'No such file or folder.', { service: SERVICE, cause: err });
       }
       throw err;
     }
     await client.closeFile(open.fileId);
-    if (type === 'folder' && !isDir(open.attributes)) throw new CloudmuxError('not_found', 'No such folder.', { service: SERVICE });
-    if (type === 'file' && isDir(open.attributes)) throw new CloudmuxError('not_found', 'No such file.', { service: SERVICE });
+    if (type === 'folder' && !isDir(open.attributes))
+      throw new CloudmuxError('not_found', 'No such folder.', { service: SERVICE });
+    if (type === 'file' && isDir(open.attributes))
+      throw new CloudmuxError('not_found', 'No such file.', { service: SERVICE });
     return open;
   }
 
@@ -172,7 +200,15 @@ export class SmbStorage implements StorageApi {
       });
       return open.fileId;
     } catch (err) {
-      if (hasStatus(err, Status.OBJECT_NAME_NOT_FOUND, Status.OBJECT_PATH_NOT_FOUND, Status.NOT_A_DIRECTORY, Status.NO_SUCH_FILE)) {
+      if (
+        hasStatus(
+          err,
+          Status.OBJECT_NAME_NOT_FOUND,
+          Status.OBJECT_PATH_NOT_FOUND,
+          Status.NOT_A_DIRECTORY,
+          Status.NO_SUCH_FILE,
+        )
+      ) {
         throw new CloudmuxError('not_found', 'No such folder.', { service: SERVICE, cause: err });
       }
       throw err;
@@ -180,7 +216,11 @@ export class SmbStorage implements StorageApi {
   }
 
   /** Every entry of a folder except `.`, `..` and (in the base) the staging folder. */
-  private async entries(client: SmbClient, segments: readonly string[], pattern = '*'): Promise<DirectoryEntry[]> {
+  private async entries(
+    client: SmbClient,
+    segments: readonly string[],
+    pattern = '*',
+  ): Promise<DirectoryEntry[]> {
     const fileId = await this.openFolder(client, segments);
     const out: DirectoryEntry[] = [];
     try {
@@ -193,7 +233,9 @@ export class SmbStorage implements StorageApi {
           out.push(entry);
         }
         if (out.length > MAX_FOLDER_ENTRIES) {
-          throw new CloudmuxError('bad_gateway', `The folder has more than ${MAX_FOLDER_ENTRIES} entries.`, { service: SERVICE });
+          throw new CloudmuxError('bad_gateway', `The folder has more than ${MAX_FOLDER_ENTRIES} entries.`, {
+            service: SERVICE,
+          });
         }
       }
     } finally {
@@ -219,18 +261,26 @@ export class SmbStorage implements StorageApi {
    * Creates a staging file or folder and marks it delete-pending, so the server deletes it when the
    * handle closes unless `keep` clears the mark before the final rename.
    */
-  private async createStaged(client: SmbClient, folder: boolean): Promise<{ fileId: Buffer; path: string; name: string }> {
+  private async createStaged(
+    client: SmbClient,
+    folder: boolean,
+  ): Promise<{ fileId: Buffer; path: string; name: string }> {
     const name = folder ? randomUUID() : `${randomUUID()}.part`;
     const path = this.path([STAGING_DIR, name]);
     const options = {
       access:
-        Access.FILE_READ_DATA | Access.FILE_WRITE_DATA | Access.FILE_READ_ATTRIBUTES | Access.FILE_WRITE_ATTRIBUTES | Access.DELETE | Access.SYNCHRONIZE,
+        Access.FILE_READ_DATA |
+        Access.FILE_WRITE_DATA |
+        Access.FILE_READ_ATTRIBUTES |
+        Access.FILE_WRITE_ATTRIBUTES |
+        Access.DELETE |
+        Access.SYNCHRONIZE,
       disposition: Disposition.CREATE,
       createOptions: folder ? CreateOption.DIRECTORY_FILE : CreateOption.NON_DIRECTORY_FILE,
       shareAccess: ShareAccess.ALL,
     };
     await this.ensureStaging(client);
-    let open;
+    let open: OpenFile;
     try {
       open = await client.create(path, options);
     } catch (err) {
@@ -244,7 +294,7 @@ export class SmbStorage implements StorageApi {
     return { fileId: open.fileId, path, name };
   }
 
-  /** Renames an open staged item to its final place; `naming_conflict` when `replace` is false and it exists. */
+  /** Renames an open staged item into place; `naming_conflict` when `replace` is false and it exists. */
   private async place(
     client: SmbClient,
     fileId: Buffer,
@@ -257,13 +307,22 @@ export class SmbStorage implements StorageApi {
       await client.rename(fileId, this.path(target), replace);
     } catch (err) {
       if (hasStatus(err, Status.OBJECT_NAME_COLLISION, Status.ACCESS_DENIED) && !replace) {
-        const existing = await this.lookupIn(client, target.slice(0, -1), target[target.length - 1]!).catch(() => null);
+        const existing = await this.lookupIn(client, target.slice(0, -1), target[target.length - 1]!).catch(
+          () => null,
+        );
         if (existing || hasStatus(err, Status.OBJECT_NAME_COLLISION)) {
-          throw namingConflict(existing?.rawId ?? toRawId(target), 'A file or folder with that name already exists.', SERVICE);
+          throw namingConflict(
+            existing?.rawId ?? toRawId(target),
+            'A file or folder with that name already exists.',
+            SERVICE,
+          );
         }
       }
       if (hasStatus(err, Status.OBJECT_PATH_NOT_FOUND, Status.OBJECT_NAME_NOT_FOUND)) {
-        throw new CloudmuxError('not_found', 'The destination folder does not exist.', { service: SERVICE, cause: err });
+        throw new CloudmuxError('not_found', 'The destination folder does not exist.', {
+          service: SERVICE,
+          cause: err,
+        });
       }
       throw err;
     }
@@ -271,7 +330,7 @@ export class SmbStorage implements StorageApi {
     return info ?? (await this.stat(client, target));
   }
 
-  /** Best effort: a staged item that failed is deleted now (its delete-pending mark covers lost connections). */
+  /** Best effort: a failed staged item is deleted now (delete-pending covers lost connections). */
   private async discard(client: SmbClient, fileId: Buffer): Promise<void> {
     if (client.closed) return;
     await client.setDeletePending(fileId, true).catch(noop);
@@ -305,7 +364,11 @@ export class SmbStorage implements StorageApi {
   }
 
   /** Asks the server for the one entry matching `name`, which also yields its stored spelling. */
-  private async lookupIn(client: SmbClient, parent: readonly string[], name: string): Promise<StorageItem | null> {
+  private async lookupIn(
+    client: SmbClient,
+    parent: readonly string[],
+    name: string,
+  ): Promise<StorageItem | null> {
     if (parent.length === 0 && sameNameIgnoringCase(name, STAGING_DIR)) return null;
     const found = (await this.entries(client, parent, name)).find((e) => sameNameIgnoringCase(e.name, name));
     return found ? this.item([...parent, found.name], found) : null;
@@ -317,7 +380,10 @@ export class SmbStorage implements StorageApi {
     return this.run((client) => this.lookupIn(client, parent, name), true);
   }
 
-  async download(rawId: string, options: { range?: ByteRange; signal?: AbortSignal } = {}): Promise<DownloadResult> {
+  async download(
+    rawId: string,
+    options: { range?: ByteRange; signal?: AbortSignal } = {},
+  ): Promise<DownloadResult> {
     const segments = parseRawId(rawId);
     const name = segments[segments.length - 1] ?? '';
     for (let attempt = 0; ; attempt++) {
@@ -344,7 +410,9 @@ export class SmbStorage implements StorageApi {
           start = options.range.start;
           end = Math.min(options.range.end ?? total - 1, total - 1);
           if (!Number.isSafeInteger(start) || start < 0 || start > end) {
-            throw new CloudmuxError('invalid_parameters', 'The requested range is not satisfiable.', { service: SERVICE });
+            throw new CloudmuxError('invalid_parameters', 'The requested range is not satisfiable.', {
+              service: SERVICE,
+            });
           }
         }
         const stream = new SmbReadStream(client, fileId, start, end + 1, lease, options.signal);
@@ -357,8 +425,17 @@ export class SmbStorage implements StorageApi {
       } catch (err) {
         if (fileId) await client.closeFile(fileId).catch(noop);
         lease.release();
-        if (attempt === 0 && lease.reused && err instanceof SmbConnectionError && err.kind === 'closed') continue;
-        if (hasStatus(err, Status.OBJECT_NAME_NOT_FOUND, Status.OBJECT_PATH_NOT_FOUND, Status.FILE_IS_A_DIRECTORY, Status.NOT_A_DIRECTORY)) {
+        if (attempt === 0 && lease.reused && err instanceof SmbConnectionError && err.kind === 'closed')
+          continue;
+        if (
+          hasStatus(
+            err,
+            Status.OBJECT_NAME_NOT_FOUND,
+            Status.OBJECT_PATH_NOT_FOUND,
+            Status.FILE_IS_A_DIRECTORY,
+            Status.NOT_A_DIRECTORY,
+          )
+        ) {
           throw new CloudmuxError('not_found', 'No such file.', { service: SERVICE, cause: err });
         }
         throw toCloudmuxError(err);
@@ -377,7 +454,7 @@ export class SmbStorage implements StorageApi {
     }
     const target = [...parent, name];
     return this.run(async (client) => {
-      let open;
+      let open: OpenFile;
       try {
         open = await client.create(this.path(target), {
           access: Access.FILE_READ_ATTRIBUTES | Access.SYNCHRONIZE,
@@ -388,10 +465,19 @@ export class SmbStorage implements StorageApi {
       } catch (err) {
         if (hasStatus(err, Status.OBJECT_NAME_COLLISION)) {
           const existing = await this.lookupIn(client, parent, name).catch(() => null);
-          throw namingConflict(existing?.rawId ?? toRawId(target), 'A file or folder with that name already exists.', SERVICE);
+          throw namingConflict(
+            existing?.rawId ?? toRawId(target),
+            'A file or folder with that name already exists.',
+            SERVICE,
+          );
         }
-        if (hasStatus(err, Status.OBJECT_PATH_NOT_FOUND, Status.OBJECT_NAME_NOT_FOUND, Status.NOT_A_DIRECTORY)) {
-          throw new CloudmuxError('not_found', 'The parent folder does not exist.', { service: SERVICE, cause: err });
+        if (
+          hasStatus(err, Status.OBJECT_PATH_NOT_FOUND, Status.OBJECT_NAME_NOT_FOUND, Status.NOT_A_DIRECTORY)
+        ) {
+          throw new CloudmuxError('not_found', 'The parent folder does not exist.', {
+            service: SERVICE,
+            cause: err,
+          });
         }
         throw err;
       }
@@ -413,7 +499,9 @@ export class SmbStorage implements StorageApi {
     try {
       const written = await writeStream(client, staged.fileId, 0, body, signal);
       if (size !== undefined && size !== null && written !== size) {
-        throw new CloudmuxError('bad_request', `The upload ended after ${written} of ${size} bytes.`, { service: SERVICE });
+        throw new CloudmuxError('bad_request', `The upload ended after ${written} of ${size} bytes.`, {
+          service: SERVICE,
+        });
       }
       return await this.place(client, staged.fileId, target, replace, true);
     } catch (err) {
@@ -422,7 +510,12 @@ export class SmbStorage implements StorageApi {
     }
   }
 
-  async upload(parentRawId: string, name: string, body: Readable, options: UploadOptions): Promise<StorageItem> {
+  async upload(
+    parentRawId: string,
+    name: string,
+    body: Readable,
+    options: UploadOptions,
+  ): Promise<StorageItem> {
     const parent = parseRawId(parentRawId);
     validateSmbName(name);
     if (parent.length === 0 && sameNameIgnoringCase(name, STAGING_DIR)) {
@@ -436,7 +529,14 @@ export class SmbStorage implements StorageApi {
       if (existing && (options.ifExists === 'fail' || existing.type === 'folder')) {
         throw namingConflict(existing.rawId, 'A file or folder with that name already exists.', SERVICE);
       }
-      return this.writeStaged(client, target, body, options.ifExists === 'replace', options.size, options.signal);
+      return this.writeStaged(
+        client,
+        target,
+        body,
+        options.ifExists === 'replace',
+        options.size,
+        options.signal,
+      );
     });
     return this.item(target, info);
   }
@@ -458,7 +558,8 @@ export class SmbStorage implements StorageApi {
   async move(rawId: string, type: StorageItemType, options: MoveOptions): Promise<StorageItem> {
     if (options.name !== undefined) validateSmbName(options.name);
     const source = parseRawId(rawId);
-    if (source.length === 0) throw new CloudmuxError('invalid_parameters', 'The root folder cannot be moved.', { service: SERVICE });
+    if (source.length === 0)
+      throw new CloudmuxError('invalid_parameters', 'The root folder cannot be moved.', { service: SERVICE });
     const parent = options.parentRawId !== undefined ? parseRawId(options.parentRawId) : source.slice(0, -1);
     const name = options.name ?? source[source.length - 1]!;
     if (parent.length === 0 && sameNameIgnoringCase(name, STAGING_DIR)) {
@@ -467,13 +568,15 @@ export class SmbStorage implements StorageApi {
     const target = [...parent, name];
     const targetRawId = toRawId(target);
     if (type === 'folder' && targetRawId.toLowerCase().startsWith(`${rawId.toLowerCase()}/`)) {
-      throw new CloudmuxError('invalid_parameters', 'A folder cannot be moved into itself.', { service: SERVICE });
+      throw new CloudmuxError('invalid_parameters', 'A folder cannot be moved into itself.', {
+        service: SERVICE,
+      });
     }
     const info = await this.run(async (client) => {
       await this.stat(client, source, type);
       await this.stat(client, parent, 'folder');
       if (targetRawId === rawId) return this.stat(client, source, type);
-      let open;
+      let open: OpenFile;
       try {
         open = await client.create(this.path(source), {
           access: Access.DELETE | Access.FILE_READ_ATTRIBUTES | Access.SYNCHRONIZE,
@@ -482,7 +585,15 @@ export class SmbStorage implements StorageApi {
           shareAccess: ShareAccess.ALL,
         });
       } catch (err) {
-        if (hasStatus(err, Status.OBJECT_NAME_NOT_FOUND, Status.OBJECT_PATH_NOT_FOUND, Status.NOT_A_DIRECTORY, Status.FILE_IS_A_DIRECTORY)) {
+        if (
+          hasStatus(
+            err,
+            Status.OBJECT_NAME_NOT_FOUND,
+            Status.OBJECT_PATH_NOT_FOUND,
+            Status.NOT_A_DIRECTORY,
+            Status.FILE_IS_A_DIRECTORY,
+          )
+        ) {
           throw new CloudmuxError('not_found', 'No such file or folder.', { service: SERVICE, cause: err });
         }
         throw err;
@@ -499,7 +610,7 @@ export class SmbStorage implements StorageApi {
 
   /** Deletes one file or empty folder with FileDispositionInformation. */
   private async deleteOne(client: SmbClient, segments: readonly string[], folder: boolean): Promise<void> {
-    let open;
+    let open: OpenFile;
     try {
       open = await client.create(this.path(segments), {
         access: Access.DELETE | Access.FILE_READ_ATTRIBUTES | Access.SYNCHRONIZE,
@@ -508,7 +619,15 @@ export class SmbStorage implements StorageApi {
         shareAccess: ShareAccess.ALL,
       });
     } catch (err) {
-      if (hasStatus(err, Status.OBJECT_NAME_NOT_FOUND, Status.OBJECT_PATH_NOT_FOUND, Status.NOT_A_DIRECTORY, Status.FILE_IS_A_DIRECTORY)) {
+      if (
+        hasStatus(
+          err,
+          Status.OBJECT_NAME_NOT_FOUND,
+          Status.OBJECT_PATH_NOT_FOUND,
+          Status.NOT_A_DIRECTORY,
+          Status.FILE_IS_A_DIRECTORY,
+        )
+      ) {
         throw new CloudmuxError('not_found', 'No such file or folder.', { service: SERVICE, cause: err });
       }
       throw err;
@@ -520,10 +639,19 @@ export class SmbStorage implements StorageApi {
     }
   }
 
-  private async deleteTree(client: SmbClient, segments: readonly string[], depth: number, budget: { left: number }): Promise<void> {
-    if (depth > MAX_DEPTH) throw new CloudmuxError('bad_request', 'The folder tree is too deep to delete.', { service: SERVICE });
+  private async deleteTree(
+    client: SmbClient,
+    segments: readonly string[],
+    depth: number,
+    budget: { left: number },
+  ): Promise<void> {
+    if (depth > MAX_DEPTH)
+      throw new CloudmuxError('bad_request', 'The folder tree is too deep to delete.', { service: SERVICE });
     for (const entry of await this.entries(client, segments)) {
-      if (--budget.left < 0) throw new CloudmuxError('bad_request', 'The folder tree is too large to delete at once.', { service: SERVICE });
+      if (--budget.left < 0)
+        throw new CloudmuxError('bad_request', 'The folder tree is too large to delete at once.', {
+          service: SERVICE,
+        });
       const child = [...segments, entry.name];
       if (isDir(entry.attributes)) await this.deleteTree(client, child, depth + 1, budget);
       else await this.deleteOne(client, child, false);
@@ -533,7 +661,10 @@ export class SmbStorage implements StorageApi {
 
   async delete(rawId: string, type: StorageItemType, options: DeleteOptions): Promise<void> {
     const segments = parseRawId(rawId);
-    if (segments.length === 0) throw new CloudmuxError('invalid_parameters', 'The root folder cannot be deleted.', { service: SERVICE });
+    if (segments.length === 0)
+      throw new CloudmuxError('invalid_parameters', 'The root folder cannot be deleted.', {
+        service: SERVICE,
+      });
     await this.run(async (client) => {
       await this.stat(client, segments, type);
       if (type === 'file') return this.deleteOne(client, segments, false);
@@ -588,9 +719,21 @@ export class SmbStorage implements StorageApi {
           const maxChunkSize = result.output.readUInt32LE(4);
           const maxTotal = result.output.readUInt32LE(8);
           const nextSize = Math.min(chunkSize, maxChunkSize);
-          const nextCount = Math.min(chunksPerRequest, maxChunks, Math.floor(maxTotal / Math.max(1, nextSize)));
-          if (nextSize === 0 || nextCount === 0 || (nextSize === chunkSize && nextCount === chunksPerRequest)) {
-            throw new CloudmuxError('bad_gateway', 'The server refused a server-side copy within its own limits.', { service: SERVICE });
+          const nextCount = Math.min(
+            chunksPerRequest,
+            maxChunks,
+            Math.floor(maxTotal / Math.max(1, nextSize)),
+          );
+          if (
+            nextSize === 0 ||
+            nextCount === 0 ||
+            (nextSize === chunkSize && nextCount === chunksPerRequest)
+          ) {
+            throw new CloudmuxError(
+              'bad_gateway',
+              'The server refused a server-side copy within its own limits.',
+              { service: SERVICE },
+            );
           }
           chunkSize = nextSize;
           chunksPerRequest = nextCount;
@@ -603,7 +746,8 @@ export class SmbStorage implements StorageApi {
           throw new SmbStatusError(result.status, Command.IOCTL);
         }
         const total = result.output.readUInt32LE(8);
-        if (total === 0) throw new CloudmuxError('bad_gateway', 'The server copied nothing.', { service: SERVICE });
+        if (total === 0)
+          throw new CloudmuxError('bad_gateway', 'The server copied nothing.', { service: SERVICE });
         offset += total;
       }
     } finally {
@@ -611,16 +755,29 @@ export class SmbStorage implements StorageApi {
     }
   }
 
-  private async copyTreeInto(client: SmbClient, source: readonly string[], target: readonly string[], budget: { left: number }, depth: number): Promise<void> {
-    if (depth > MAX_DEPTH) throw new CloudmuxError('bad_request', 'The folder tree is too deep to copy.', { service: SERVICE });
+  private async copyTreeInto(
+    client: SmbClient,
+    source: readonly string[],
+    target: readonly string[],
+    budget: { left: number },
+    depth: number,
+  ): Promise<void> {
+    if (depth > MAX_DEPTH)
+      throw new CloudmuxError('bad_request', 'The folder tree is too deep to copy.', { service: SERVICE });
     for (const entry of await this.entries(client, source)) {
-      if (--budget.left < 0) throw new CloudmuxError('bad_request', 'The folder tree is too large to copy at once.', { service: SERVICE });
+      if (--budget.left < 0)
+        throw new CloudmuxError('bad_request', 'The folder tree is too large to copy at once.', {
+          service: SERVICE,
+        });
       const from = [...source, entry.name];
       const to = [...target, entry.name];
       const open = await client.create(smbPath([], to), {
-        access: Access.FILE_READ_DATA | Access.FILE_WRITE_DATA | Access.FILE_READ_ATTRIBUTES | Access.SYNCHRONIZE,
+        access:
+          Access.FILE_READ_DATA | Access.FILE_WRITE_DATA | Access.FILE_READ_ATTRIBUTES | Access.SYNCHRONIZE,
         disposition: Disposition.CREATE,
-        createOptions: isDir(entry.attributes) ? CreateOption.DIRECTORY_FILE : CreateOption.NON_DIRECTORY_FILE,
+        createOptions: isDir(entry.attributes)
+          ? CreateOption.DIRECTORY_FILE
+          : CreateOption.NON_DIRECTORY_FILE,
         shareAccess: ShareAccess.ALL,
       });
       try {
@@ -632,7 +789,11 @@ export class SmbStorage implements StorageApi {
     }
   }
 
-  async copy(rawId: string, type: StorageItemType, options: { parentRawId: string; name: string }): Promise<StorageItem> {
+  async copy(
+    rawId: string,
+    type: StorageItemType,
+    options: { parentRawId: string; name: string },
+  ): Promise<StorageItem> {
     validateSmbName(options.name);
     const source = parseRawId(rawId);
     const parent = parseRawId(options.parentRawId);
@@ -641,14 +802,20 @@ export class SmbStorage implements StorageApi {
     }
     const target = [...parent, options.name];
     const targetRawId = toRawId(target);
-    if (type === 'folder' && (targetRawId === rawId || targetRawId.toLowerCase().startsWith(`${rawId.toLowerCase()}/`))) {
-      throw new CloudmuxError('invalid_parameters', 'A folder cannot be copied into itself.', { service: SERVICE });
+    if (
+      type === 'folder' &&
+      (targetRawId === rawId || targetRawId.toLowerCase().startsWith(`${rawId.toLowerCase()}/`))
+    ) {
+      throw new CloudmuxError('invalid_parameters', 'A folder cannot be copied into itself.', {
+        service: SERVICE,
+      });
     }
     const info = await this.run(async (client) => {
       await this.stat(client, source, type);
       await this.stat(client, parent, 'folder');
       const existing = await this.lookupIn(client, parent, options.name);
-      if (existing) throw namingConflict(existing.rawId, 'A file or folder with that name already exists.', SERVICE);
+      if (existing)
+        throw namingConflict(existing.rawId, 'A file or folder with that name already exists.', SERVICE);
       const staged = await this.createStaged(client, type === 'folder');
       try {
         if (type === 'file') {
@@ -696,7 +863,8 @@ export class SmbStorage implements StorageApi {
             if (++visited > WALK_LIMIT) break;
             const child = [...segments, entry.name];
             if (entry.name.toLowerCase().includes(needle)) found.push(this.item(child, entry));
-            if (isDir(entry.attributes) && depth < MAX_DEPTH) queue.push({ segments: child, depth: depth + 1 });
+            if (isDir(entry.attributes) && depth < MAX_DEPTH)
+              queue.push({ segments: child, depth: depth + 1 });
           }
         }
       }
@@ -734,13 +902,25 @@ export class SmbStorage implements StorageApi {
         await client.closeFile(staged.fileId);
         return staged.name;
       });
-      const state: MultipartState = { v: 1, tmp, parentRawId, name, nextPart: 1, offset: 0, ifExists: options.ifExists };
+      const state: MultipartState = {
+        v: 1,
+        tmp,
+        parentRawId,
+        name,
+        nextPart: 1,
+        offset: 0,
+        ifExists: options.ifExists,
+      };
       return { sessionState: JSON.stringify(state) };
     },
     uploadPart: async (sessionState, partNumber, body, size) => {
       const state = parseMultipartState(sessionState);
       if (partNumber !== state.nextPart) {
-        throw new CloudmuxError('invalid_parameters', `Expected part ${state.nextPart}, got part ${partNumber}.`, { service: SERVICE });
+        throw new CloudmuxError(
+          'invalid_parameters',
+          `Expected part ${state.nextPart}, got part ${partNumber}.`,
+          { service: SERVICE },
+        );
       }
       await this.run(async (client) => {
         const open = await client
@@ -767,7 +947,11 @@ export class SmbStorage implements StorageApi {
           const written = await writeStream(client, open.fileId, state.offset, body);
           if (written !== size) {
             await truncate();
-            throw new CloudmuxError('bad_request', `Part ${partNumber} ended after ${written} of ${size} bytes.`, { service: SERVICE });
+            throw new CloudmuxError(
+              'bad_request',
+              `Part ${partNumber} ended after ${written} of ${size} bytes.`,
+              { service: SERVICE },
+            );
           }
         } finally {
           await client.closeFile(open.fileId).catch(noop);
@@ -789,7 +973,9 @@ export class SmbStorage implements StorageApi {
         });
         try {
           if (open.size !== state.offset) {
-            throw new CloudmuxError('bad_request', 'The uploaded parts do not add up to the session size.', { service: SERVICE });
+            throw new CloudmuxError('bad_request', 'The uploaded parts do not add up to the session size.', {
+              service: SERVICE,
+            });
           }
           return await this.place(client, open.fileId, target, state.ifExists === 'replace', false);
         } catch (err) {
@@ -801,9 +987,11 @@ export class SmbStorage implements StorageApi {
     },
     abort: async (sessionState) => {
       const state = parseMultipartState(sessionState);
-      await this.run((client) => this.deleteOne(client, [STAGING_DIR, state.tmp], false)).catch((err: unknown) => {
-        if (!(err instanceof CloudmuxError && err.code === 'not_found')) throw err;
-      });
+      await this.run((client) => this.deleteOne(client, [STAGING_DIR, state.tmp], false)).catch(
+        (err: unknown) => {
+          if (!(err instanceof CloudmuxError && err.code === 'not_found')) throw err;
+        },
+      );
     },
   };
 }
@@ -831,8 +1019,14 @@ function parseMultipartState(sessionState: string): MultipartState {
   return state;
 }
 
-/** Writes `body` at `offset` in MaxWrite-sized WRITEs, at most IO_WINDOW in flight; returns the byte count. */
-async function writeStream(client: SmbClient, fileId: Buffer, offset: number, body: Readable, signal?: AbortSignal): Promise<number> {
+/** Writes `body` at `offset` in MaxWrite-sized WRITEs, IO_WINDOW in flight; returns the byte count. */
+async function writeStream(
+  client: SmbClient,
+  fileId: Buffer,
+  offset: number,
+  body: Readable,
+  signal?: AbortSignal,
+): Promise<number> {
   const chunkSize = client.maxWrite;
   const inflight = new Set<Promise<void>>();
   let position = offset;
@@ -842,7 +1036,10 @@ async function writeStream(client: SmbClient, fileId: Buffer, offset: number, bo
     const at = position;
     position += data.length;
     const p = client.write(fileId, at, data).then((n) => {
-      if (n !== data.length) throw new CloudmuxError('bad_gateway', `The server wrote ${n} of ${data.length} bytes.`, { service: SERVICE });
+      if (n !== data.length)
+        throw new CloudmuxError('bad_gateway', `The server wrote ${n} of ${data.length} bytes.`, {
+          service: SERVICE,
+        });
     });
     inflight.add(p);
     p.then(
@@ -861,13 +1058,15 @@ async function writeStream(client: SmbClient, fileId: Buffer, offset: number, bo
   };
   try {
     for await (const chunk of body as AsyncIterable<Buffer | string>) {
-      if (signal?.aborted) throw new CloudmuxError('timed_out', 'The upload was aborted.', { service: SERVICE });
+      if (signal?.aborted)
+        throw new CloudmuxError('timed_out', 'The upload was aborted.', { service: SERVICE });
       const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
       pending.push(buf);
       pendingBytes += buf.length;
       while (pendingBytes >= chunkSize) await send(take(chunkSize));
     }
-    if (signal?.aborted) throw new CloudmuxError('timed_out', 'The upload was aborted.', { service: SERVICE });
+    if (signal?.aborted)
+      throw new CloudmuxError('timed_out', 'The upload was aborted.', { service: SERVICE });
     if (pendingBytes > 0) await send(take(pendingBytes));
     await Promise.all(inflight);
   } catch (err) {
@@ -880,12 +1079,19 @@ async function writeStream(client: SmbClient, fileId: Buffer, offset: number, bo
 }
 
 /** Copies through this client when the server has no server-side copy. */
-async function streamCopy(client: SmbClient, from: Buffer, to: Buffer, size: number, start = 0): Promise<void> {
+async function streamCopy(
+  client: SmbClient,
+  from: Buffer,
+  to: Buffer,
+  size: number,
+  start = 0,
+): Promise<void> {
   for (let offset = start; offset < size; ) {
     const data = await client.read(from, offset, Math.min(client.maxRead, size - offset));
     if (data.length === 0) break;
     const n = await client.write(to, offset, data);
-    if (n !== data.length) throw new CloudmuxError('bad_gateway', 'Short write during copy.', { service: SERVICE });
+    if (n !== data.length)
+      throw new CloudmuxError('bad_gateway', 'Short write during copy.', { service: SERVICE });
     offset += data.length;
   }
 }
@@ -912,8 +1118,14 @@ class SmbReadStream extends Readable {
     super({ highWaterMark: client.maxRead });
     this.next = start;
     if (signal) {
-      if (signal.aborted) queueMicrotask(() => this.destroy(new CloudmuxError('timed_out', 'The download was aborted.')));
-      else signal.addEventListener('abort', () => this.destroy(new CloudmuxError('timed_out', 'The download was aborted.')), { once: true });
+      if (signal.aborted)
+        queueMicrotask(() => this.destroy(new CloudmuxError('timed_out', 'The download was aborted.')));
+      else
+        signal.addEventListener(
+          'abort',
+          () => this.destroy(new CloudmuxError('timed_out', 'The download was aborted.')),
+          { once: true },
+        );
     }
   }
 
@@ -949,7 +1161,10 @@ class SmbReadStream extends Readable {
           // Short read: what was read ahead no longer lines up; restart after what arrived.
           this.queue.length = 0;
           this.next = head.offset + data.length;
-          if (data.length === 0) throw new CloudmuxError('bad_gateway', 'The file became shorter during the download.', { service: SERVICE });
+          if (data.length === 0)
+            throw new CloudmuxError('bad_gateway', 'The file became shorter during the download.', {
+              service: SERVICE,
+            });
         }
         if (!this.push(data)) return;
       }

@@ -6,7 +6,15 @@
  */
 import { chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type StartedServer, type TempDir, freePort, hasCommand, makeTempDir, run, startServer } from '@cloudmux/testkit';
+import {
+  freePort,
+  hasCommand,
+  makeTempDir,
+  run,
+  type StartedServer,
+  startServer,
+  type TempDir,
+} from '@cloudmux/testkit';
 
 export const SMB_USER = 'root';
 export const SMB_PASSWORD = 'Pa ss;w"ord\u00e9';

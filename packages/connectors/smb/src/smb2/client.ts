@@ -27,7 +27,7 @@ import {
   Status,
   statusName,
 } from './constants.js';
-import { type SigningAlgorithm, preauthUpdate, signMessage, smb3Kdf } from './crypto.js';
+import { preauthUpdate, type SigningAlgorithm, signMessage, smb3Kdf } from './crypto.js';
 
 const HEADER = 64;
 const PROTOCOL_ID = Buffer.from([0xfe, 0x53, 0x4d, 0x42]);
@@ -160,9 +160,13 @@ export class SmbClient {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err: NodeJS.ErrnoException) =>
-      this.fail(new SmbConnectionError('closed', `SMB connection error: ${err.message}`, err.code, { cause: err })),
+      this.fail(
+        new SmbConnectionError('closed', `SMB connection error: ${err.message}`, err.code, { cause: err }),
+      ),
     );
-    socket.on('close', () => this.fail(new SmbConnectionError('closed', 'The SMB server closed the connection.', 'ECONNRESET')));
+    socket.on('close', () =>
+      this.fail(new SmbConnectionError('closed', 'The SMB server closed the connection.', 'ECONNRESET')),
+    );
   }
 
   /** Negotiates, authenticates with NTLMv2 and connects the share over an already connected socket. */
@@ -210,7 +214,11 @@ export class SmbClient {
       try {
         this.onFrame(frame);
       } catch (err) {
-        this.fail(new SmbConnectionError('protocol', `Malformed SMB reply: ${(err as Error).message}`, undefined, { cause: err }));
+        this.fail(
+          new SmbConnectionError('protocol', `Malformed SMB reply: ${(err as Error).message}`, undefined, {
+            cause: err,
+          }),
+        );
         return;
       }
     }
@@ -232,7 +240,8 @@ export class SmbClient {
   }
 
   private onMessage(message: Buffer): void {
-    if (message.length < HEADER || !message.subarray(0, 4).equals(PROTOCOL_ID)) throw new Error('bad SMB2 header');
+    if (message.length < HEADER || !message.subarray(0, 4).equals(PROTOCOL_ID))
+      throw new Error('bad SMB2 header');
     const status = message.readUInt32LE(8);
     const command = message.readUInt16LE(12);
     const granted = message.readUInt16LE(14);
@@ -250,7 +259,8 @@ export class SmbClient {
     }
     if (pending.signed && this.signingKey) {
       if (flags & HeaderFlag.SIGNED) {
-        if (!this.verify(message)) throw new Error(`bad signature on the reply to command 0x${command.toString(16)}`);
+        if (!this.verify(message))
+          throw new Error(`bad signature on the reply to command 0x${command.toString(16)}`);
       } else if (status === Status.SUCCESS) {
         throw new Error(`unsigned reply to signed command 0x${command.toString(16)}`);
       }
@@ -322,6 +332,15 @@ export class SmbClient {
       this.credits -= charge;
       return;
     }
+    if (this.pending.size === 0) {
+      // Nothing in flight can grant more: waiting would hang forever.
+      const error = new SmbConnectionError(
+        'protocol',
+        `The server granted too few credits (${this.credits} of ${charge}).`,
+      );
+      this.fail(error);
+      throw error;
+    }
     await new Promise<void>((go) => this.creditWaiters.push({ charge, go }));
     if (this.closedWith) throw this.closedWith;
     this.credits -= charge;
@@ -355,7 +374,10 @@ export class SmbClient {
     message.writeUInt16LE(Math.min(charge + 64, 512), 14);
     message.writeUInt32LE(sign ? HeaderFlag.SIGNED : 0, 16);
     message.writeBigUInt64LE(messageId, 24);
-    message.writeUInt32LE(command === Command.NEGOTIATE || command === Command.SESSION_SETUP ? 0 : this.treeId, 36);
+    message.writeUInt32LE(
+      command === Command.NEGOTIATE || command === Command.SESSION_SETUP ? 0 : this.treeId,
+      36,
+    );
     message.writeBigUInt64LE(this.sessionId, 40);
     let at = HEADER;
     for (const part of parts) at += part.copy(message, at);
@@ -364,7 +386,11 @@ export class SmbClient {
     return new Promise<SmbResponse>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(messageId);
-        const error = new SmbConnectionError('timeout', `The SMB server did not answer within ${this.options.timeoutMs} ms.`, 'ETIMEDOUT');
+        const error = new SmbConnectionError(
+          'timeout',
+          `The SMB server did not answer within ${this.options.timeoutMs} ms.`,
+          'ETIMEDOUT',
+        );
         reject(error);
         // Credits and message ids are now uncertain: the connection cannot be trusted any more.
         this.fail(error);
@@ -374,7 +400,12 @@ export class SmbClient {
     });
   }
 
-  private async request(command: number, body: Buffer | Buffer[], payload = 0, ok: number[] = [Status.SUCCESS]): Promise<SmbResponse> {
+  private async request(
+    command: number,
+    body: Buffer | Buffer[],
+    payload = 0,
+    ok: number[] = [Status.SUCCESS],
+  ): Promise<SmbResponse> {
     const response = await this.send(command, body, { payload });
     if (!ok.includes(response.status)) throw new SmbStatusError(response.status, command);
     return response;
@@ -385,11 +416,19 @@ export class SmbClient {
 
   /** MS-SMB2 §2.2.3 NEGOTIATE; returns the preauth hash after it for 3.1.1. */
   private async negotiate(): Promise<Buffer | null> {
-    const dialects = this.options.dialects ?? [Dialect.SMB2_0_2, Dialect.SMB2_1, Dialect.SMB3_0, Dialect.SMB3_0_2, Dialect.SMB3_1_1];
+    const dialects = this.options.dialects ?? [
+      Dialect.SMB2_0_2,
+      Dialect.SMB2_1,
+      Dialect.SMB3_0,
+      Dialect.SMB3_0_2,
+      Dialect.SMB3_1_1,
+    ];
     const offer311 = dialects.includes(Dialect.SMB3_1_1);
     const fixed = 36;
     const dialectBytes = dialects.length * 2;
-    const contextsAt = offer311 ? Math.ceil((HEADER + fixed + dialectBytes) / 8) * 8 - HEADER : fixed + dialectBytes;
+    const contextsAt = offer311
+      ? Math.ceil((HEADER + fixed + dialectBytes) / 8) * 8 - HEADER
+      : fixed + dialectBytes;
     // MS-SMB2 §2.2.3.1.1 SMB2_PREAUTH_INTEGRITY_CAPABILITIES: SHA-512 with a 32-byte salt.
     const preauthContext = Buffer.alloc(8 + 38);
     preauthContext.writeUInt16LE(0x0001, 0);
@@ -405,7 +444,11 @@ export class SmbClient {
     signingContext.writeUInt16LE(2, 8);
     signingContext.writeUInt16LE(0x0002, 10);
     signingContext.writeUInt16LE(0x0001, 12);
-    const contexts = Buffer.concat([preauthContext, Buffer.alloc(Math.ceil(preauthContext.length / 8) * 8 - preauthContext.length), signingContext]);
+    const contexts = Buffer.concat([
+      preauthContext,
+      Buffer.alloc(Math.ceil(preauthContext.length / 8) * 8 - preauthContext.length),
+      signingContext,
+    ]);
     const body = Buffer.alloc(offer311 ? contextsAt + contexts.length : contextsAt);
     body.writeUInt16LE(36, 0);
     body.writeUInt16LE(dialects.length, 2);
@@ -417,14 +460,17 @@ export class SmbClient {
       body.writeUInt16LE(2, 32);
       contexts.copy(body, contextsAt);
     }
-    dialects.forEach((d, i) => body.writeUInt16LE(d, fixed + i * 2));
+    for (const [i, d] of dialects.entries()) body.writeUInt16LE(d, fixed + i * 2);
     let requestMessage: Buffer | null = null;
     const response = await this.send(Command.NEGOTIATE, body, { onRequest: (m) => (requestMessage = m) });
     if (response.status !== Status.SUCCESS) throw new SmbStatusError(response.status, Command.NEGOTIATE);
     const r = response.body;
     this.dialect = r.readUInt16LE(4);
     if (!dialects.includes(this.dialect)) {
-      throw new SmbConnectionError('protocol', `The server chose dialect 0x${this.dialect.toString(16)}, which was not offered.`);
+      throw new SmbConnectionError(
+        'protocol',
+        `The server chose dialect 0x${this.dialect.toString(16)}, which was not offered.`,
+      );
     }
     const capabilities = r.readUInt32LE(24);
     this.largeMtu = this.dialect !== Dialect.SMB2_0_2 && (capabilities & GlobalCap.LARGE_MTU) !== 0;
@@ -464,25 +510,42 @@ export class SmbClient {
     const hash = (m: Buffer) => {
       if (preauth) preauth = preauthUpdate(preauth, m);
     };
-    const first = await this.send(Command.SESSION_SETUP, setupBody(spnegoInit(negotiateMessage())), { onRequest: hash });
-    if (first.status !== Status.MORE_PROCESSING_REQUIRED) throw new SmbStatusError(first.status, Command.SESSION_SETUP);
+    const first = await this.send(Command.SESSION_SETUP, setupBody(spnegoInit(negotiateMessage())), {
+      onRequest: hash,
+    });
+    if (first.status !== Status.MORE_PROCESSING_REQUIRED)
+      throw new SmbStatusError(first.status, Command.SESSION_SETUP);
     hash(first.message);
     this.sessionId = first.sessionId;
     const blob = securityBuffer(first.body);
     const { token } = spnegoResponseToken(blob);
     if (!token) throw new SmbConnectionError('protocol', 'The server did not send an NTLM challenge.');
     const challenge = parseChallenge(token);
-    const credentials = { user: this.options.username, password: this.options.password, domain: this.options.domain };
+    const credentials = {
+      user: this.options.username,
+      password: this.options.password,
+      domain: this.options.domain,
+    };
     const responses = ntlmV2Response(challenge, credentials);
     const auth = authenticateMessage(challenge, credentials, responses);
-    const second = await this.send(Command.SESSION_SETUP, setupBody(spnegoResponse(auth)), { onRequest: hash });
+    const second = await this.send(Command.SESSION_SETUP, setupBody(spnegoResponse(auth)), {
+      onRequest: hash,
+    });
     if (second.status !== Status.SUCCESS) throw new SmbStatusError(second.status, Command.SESSION_SETUP);
     const sessionFlags = second.body.readUInt16LE(2);
     if (sessionFlags & (SessionFlag.IS_GUEST | SessionFlag.IS_NULL)) {
-      throw new SmbStatusError(Status.LOGON_FAILURE, Command.SESSION_SETUP, 'The server accepted the login only as guest.');
+      throw new SmbStatusError(
+        Status.LOGON_FAILURE,
+        Command.SESSION_SETUP,
+        'The server accepted the login only as guest.',
+      );
     }
     if (sessionFlags & SessionFlag.ENCRYPT_DATA) {
-      throw new SmbStatusError(Status.ACCESS_DENIED, Command.SESSION_SETUP, 'The server requires SMB 3 encryption, which is not supported.');
+      throw new SmbStatusError(
+        Status.ACCESS_DENIED,
+        Command.SESSION_SETUP,
+        'The server requires SMB 3 encryption, which is not supported.',
+      );
     }
     const sessionKey = responses.sessionKey;
     if (this.dialect === Dialect.SMB3_1_1) {
@@ -511,7 +574,11 @@ export class SmbClient {
     this.shareFlags = response.body.readUInt32LE(4);
     this.maximalAccess = response.body.readUInt32LE(12);
     if (this.shareFlags & ShareFlag.ENCRYPT_DATA) {
-      throw new SmbStatusError(Status.ACCESS_DENIED, Command.TREE_CONNECT, 'The share requires SMB 3 encryption, which is not supported.');
+      throw new SmbStatusError(
+        Status.ACCESS_DENIED,
+        Command.TREE_CONNECT,
+        'The share requires SMB 3 encryption, which is not supported.',
+      );
     }
   }
 
@@ -521,7 +588,13 @@ export class SmbClient {
   /** MS-SMB2 §2.2.13 CREATE. */
   async create(
     path: string,
-    options: { access: number; disposition: number; createOptions?: number; attributes?: number; shareAccess?: number },
+    options: {
+      access: number;
+      disposition: number;
+      createOptions?: number;
+      attributes?: number;
+      shareAccess?: number;
+    },
   ): Promise<OpenFile> {
     const name = Buffer.from(path, 'utf16le');
     const body = Buffer.alloc(56 + Math.max(name.length, 8));
@@ -546,14 +619,22 @@ export class SmbClient {
   }
 
   /** MS-SMB2 §2.2.15 CLOSE; with `query`, the reply carries the file's final attributes (§2.2.16). */
-  async closeFile(fileId: Buffer, query = false): Promise<(FileTimes & { size: number; attributes: number }) | null> {
+  async closeFile(
+    fileId: Buffer,
+    query = false,
+  ): Promise<(FileTimes & { size: number; attributes: number }) | null> {
     const body = Buffer.alloc(24);
     body.writeUInt16LE(24, 0);
     body.writeUInt16LE(query ? 0x0001 : 0, 2); // SMB2_CLOSE_FLAG_POSTQUERY_ATTRIB
     fileId.copy(body, 8);
-    const response = await this.request(Command.CLOSE, body, 0, [Status.SUCCESS, Status.FILE_CLOSED, Status.INVALID_HANDLE]);
+    const response = await this.request(Command.CLOSE, body, 0, [
+      Status.SUCCESS,
+      Status.FILE_CLOSED,
+      Status.INVALID_HANDLE,
+    ]);
     const r = response.body;
-    if (!query || response.status !== Status.SUCCESS || r.length < 60 || (r.readUInt16LE(2) & 0x0001) === 0) return null;
+    if (!query || response.status !== Status.SUCCESS || r.length < 60 || (r.readUInt16LE(2) & 0x0001) === 0)
+      return null;
     return { ...readTimes(r, 8), size: safeSize(r.readBigUInt64LE(48)), attributes: r.readUInt32LE(56) };
   }
 
@@ -657,7 +738,12 @@ export class SmbClient {
   }
 
   /** MS-SMB2 §2.2.31 IOCTL (FSCTL); returns the output buffer, and on error the status with it. */
-  async ioctl(fileId: Buffer, ctlCode: number, input: Buffer, maxOutput: number): Promise<{ status: number; output: Buffer }> {
+  async ioctl(
+    fileId: Buffer,
+    ctlCode: number,
+    input: Buffer,
+    maxOutput: number,
+  ): Promise<{ status: number; output: Buffer }> {
     const body = Buffer.alloc(56 + Math.max(input.length, 8));
     body.writeUInt16LE(57, 0);
     body.writeUInt32LE(ctlCode, 4);
@@ -672,21 +758,16 @@ export class SmbClient {
     if (r.length < 48) return { status: response.status, output: Buffer.alloc(0) };
     const outOffset = r.readUInt32LE(32) - HEADER;
     const outCount = r.readUInt32LE(36);
-    const output = outCount > 0 && outOffset >= 0 ? r.subarray(outOffset, outOffset + outCount) : Buffer.alloc(0);
+    const output =
+      outCount > 0 && outOffset >= 0 ? r.subarray(outOffset, outOffset + outCount) : Buffer.alloc(0);
     return { status: response.status, output };
-  }
-
-  /** MS-SMB2 §2.2.28 ECHO: a cheap liveness check. */
-  async echo(): Promise<void> {
-    const body = Buffer.alloc(4);
-    body.writeUInt16LE(4, 0);
-    await this.request(Command.ECHO, body);
   }
 }
 
 function securityBuffer(body: Buffer): Buffer {
   const offset = body.readUInt16LE(4) - HEADER;
   const length = body.readUInt16LE(6);
-  if (offset < 0 || offset + length > body.length) throw new SmbConnectionError('protocol', 'Bad security buffer in SESSION_SETUP reply.');
+  if (offset < 0 || offset + length > body.length)
+    throw new SmbConnectionError('protocol', 'Bad security buffer in SESSION_SETUP reply.');
   return body.subarray(offset, offset + length);
 }
