@@ -1,4 +1,4 @@
-import { chown, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import {
@@ -489,6 +489,45 @@ realServer(`pure-ftpd, plain FTP${suffix}`, () => {
     }
   });
 
+  it('an aborted upload or download is timed_out, leaves nothing behind, and the account keeps working', async () => {
+    const { storage, pool } = createFtpStorage(spyGuard().net, settingsFor(server), {
+      timeoutMs: 10_000,
+      pool: { max: 1 },
+    });
+    try {
+      const controller = new AbortController();
+      let sent = 0;
+      const body = randomStream(64 * 1024 * 1024, 'abort').pipe(
+        new Transform({
+          transform(chunk: Buffer, _encoding, callback) {
+            sent += chunk.length;
+            if (sent > 2 * 1024 * 1024) controller.abort();
+            callback(null, chunk);
+          },
+        }),
+      );
+      await expectCloudmuxError(
+        storage.upload('/', 'aborted.bin', body, { size: null, ifExists: 'fail', signal: controller.signal }),
+        'timed_out',
+      );
+      expect(await storage.lookup('/', 'aborted.bin')).toBeNull();
+      expect((await readdir(server.dataDir)).filter((n) => n.startsWith(UPLOAD_PREFIX))).toEqual([]);
+      const size = 4 * 1024 * 1024;
+      const file = await storage.upload('/', 'abort-dl.bin', randomStream(size, 'dl'), {
+        size,
+        ifExists: 'replace',
+      });
+      const stop = new AbortController();
+      const download = await storage.download(file.rawId, { signal: stop.signal });
+      const reading = readAll(download.stream);
+      stop.abort();
+      await expectCloudmuxError(reading, 'timed_out');
+      expect((await storage.get(file.rawId, 'file')).size).toBe(size);
+    } finally {
+      await pool.dispose();
+    }
+  });
+
   it('temporary upload names stay hidden', async () => {
     await writeFile(join(server.dataDir, `${UPLOAD_PREFIX}leftover`), 'partial');
     const { storage, pool } = createFtpStorage(spyGuard().net, settingsFor(server), { timeoutMs: 10_000 });
@@ -500,6 +539,7 @@ realServer(`pure-ftpd, plain FTP${suffix}`, () => {
       expect((await storage.search('leftover', { pageSize: 10 })).items).toEqual([]);
     } finally {
       await pool.dispose();
+      await rm(join(server.dataDir, `${UPLOAD_PREFIX}leftover`), { force: true });
     }
   });
 
