@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import {
   type AnyConnectorDefinition,
   CloudmuxError,
+  type ConnectorContext,
   type ConnectorInstance,
+  type CreateConnectorContextOptions,
   type Logger,
   createConnectorContext,
   instantiateConnector,
@@ -20,6 +22,8 @@ import type { AccountRow, Store } from './store/store.js';
 export interface AccountRuntime {
   definition: AnyConnectorDefinition;
   instance: ConnectorInstance<never> & Record<string, unknown>;
+  /** The connector's context: its HTTP client serves pass-through requests. */
+  ctx: ConnectorContext<unknown>;
 }
 
 interface CacheEntry {
@@ -46,6 +50,8 @@ export class ConnectorRuntime {
     private readonly store: Store,
     private readonly config: ServerConfig,
     private readonly log: Logger,
+    /** Tests inject a guard with a fake resolver or a connect hook per connector. */
+    private readonly contextOverrides?: (definition: AnyConnectorDefinition) => Partial<CreateConnectorContextOptions> | undefined,
   ) {
     this.#credentialStore = new SqlCredentialStore(store.db, store);
     this.#timer = setInterval(() => void this.sweep(), 30_000);
@@ -61,8 +67,8 @@ export class ConnectorRuntime {
   /** Builds an instance from credentials that are not stored yet (`?validate=true`, connect forms). */
   async transient(service: string, credentials: unknown): Promise<{ runtime: AccountRuntime; dispose: () => Promise<void> }> {
     const definition = this.definitionFor(service);
-    const instance = await this.instantiate(definition, 0, credentials, {});
-    return { runtime: { definition, instance }, dispose: async () => instance.dispose?.() };
+    const { instance, ctx } = await this.instantiate(definition, 0, credentials, {});
+    return { runtime: { definition, instance, ctx }, dispose: async () => instance.dispose?.() };
   }
 
   async forAccount(account: AccountRow, scope: RequestScope = {}): Promise<AccountRuntime> {
@@ -86,8 +92,8 @@ export class ConnectorRuntime {
     }
     const runtime = (async () => {
       const credentials = this.store.decryptCredentials(account);
-      const instance = await this.instantiate(definition, id, credentials, scope);
-      return { definition, instance };
+      const { instance, ctx } = await this.instantiate(definition, id, credentials, scope);
+      return { definition, instance, ctx };
     })();
     if (!scoped) {
       if (existing) void this.disposeEntry(existing);
@@ -105,7 +111,7 @@ export class ConnectorRuntime {
     accountId: number,
     credentials: unknown,
     scope: RequestScope,
-  ): Promise<AccountRuntime['instance']> {
+  ): Promise<Pick<AccountRuntime, 'instance' | 'ctx'>> {
     const parsed = definition.credentials.safeParse(credentials);
     if (!parsed.success) {
       throw new CloudmuxError('invalid_parameters', `Invalid credentials for ${definition.service}: ${parsed.error.issues.map((i: { path: PropertyKey[]; message: string }) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}`);
@@ -122,8 +128,9 @@ export class ConnectorRuntime {
       ...(scope.rawHeaders ? { rawHeaders: scope.rawHeaders } : {}),
       ...(scope.asUser !== undefined ? { asUser: scope.asUser } : {}),
       scratchDir: join(this.config.dataDir, 'tmp'),
+      ...this.contextOverrides?.(definition),
     });
-    return (await instantiateConnector(definition, ctx)) as AccountRuntime['instance'];
+    return { instance: (await instantiateConnector(definition, ctx)) as AccountRuntime['instance'], ctx };
   }
 
   /** Drops (and disposes) the cached instance, e.g. after the account was deleted or its credentials changed. */

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import {
   type AnyConnectorDefinition,
   type Clock,
+  type CreateConnectorContextOptions,
   type Logger,
   RateLimiter,
   createIdCodec,
@@ -13,10 +14,11 @@ import {
   createSecretBox,
 } from '@cloudmux/core';
 import type { FastifyInstance } from 'fastify';
-import pino, { type Logger as PinoLogger } from 'pino';
+import type { Logger as PinoLogger } from 'pino';
 import type { ServerConfig } from './config.js';
 import { ConnectorRegistry, defaultConnectors } from './connectors.js';
 import { buildApp } from './http/app.js';
+import { createLogger } from './ops/logging.js';
 import type { ServerDeps } from './http/deps.js';
 import { EventJournal } from './journal.js';
 import { loadKeys } from './keys.js';
@@ -30,6 +32,8 @@ export interface CreateServerOptions {
   /** Injected clock for the rate limiter (tests drive time by hand). */
   clock?: Clock;
   logger?: PinoLogger;
+  /** Per-connector overrides of the connector context (tests: a guard with a fake resolver). */
+  contextOverrides?: (definition: AnyConnectorDefinition) => Partial<CreateConnectorContextOptions> | undefined;
 }
 
 export interface CloudmuxServer {
@@ -39,36 +43,7 @@ export interface CloudmuxServer {
   close(): Promise<void>;
 }
 
-/** Paths and header values that must never reach a log line. */
-export const REDACT_PATHS = [
-  'req.headers.authorization',
-  'req.headers.cookie',
-  'req.headers["x-kloudless-raw-headers"]',
-  'headers.authorization',
-  '*.password',
-  '*.token',
-  '*.refresh_token',
-  '*.access_token',
-  '*.client_secret',
-  '*.api_key',
-  '*.secret',
-];
-
-export function createLogger(level: string): PinoLogger {
-  return pino({
-    level,
-    base: { service: 'cloudmux' },
-    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-    serializers: {
-      req: (req: { method: string; url: string; id: string; ip?: string }) => ({ method: req.method, url: redactUrl(req.url), ip: req.ip }),
-    },
-  });
-}
-
-/** Link and token values in query strings are secrets too. */
-function redactUrl(url: string): string {
-  return url.replace(/([?&](?:password|token|access_token|code|client_secret|state)=)[^&]*/gi, '$1[redacted]');
-}
+export { REDACT_PATHS, createLogger } from './ops/logging.js';
 
 export async function createServer(config: ServerConfig, options: CreateServerOptions = {}): Promise<CloudmuxServer> {
   const logger = options.logger ?? createLogger(config.logLevel);
@@ -88,7 +63,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
     storeHandle,
     store,
     registry,
-    runtime: new ConnectorRuntime(registry, store, config, log),
+    runtime: new ConnectorRuntime(registry, store, config, log, options.contextOverrides),
     ids: createIdCodec({ keys: keys.keyring, version: keys.idsVersion }),
     pages: createPageTokens({ keys: keys.keyring }),
     limiter: new RateLimiter({ ...config.rateLimit, ...(options.clock ? { clock: options.clock } : {}) }),

@@ -7,9 +7,10 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type AnyConnectorDefinition, type Clock } from '@cloudmux/core';
 import { freePort, makeTempDir, type TempDir } from '@cloudmux/testkit';
+import { local } from '@cloudmux/connector-local';
 import pino from 'pino';
 import { loadConfig } from '../src/config.js';
-import { type CloudmuxServer, createServer } from '../src/server.js';
+import { type CloudmuxServer, type CreateServerOptions, createServer } from '../src/server.js';
 import { dropPgSchema } from '../src/store/db.js';
 
 export type StoreKind = 'sqlite' | 'postgres';
@@ -42,6 +43,7 @@ export interface StartOptions {
   clock?: Clock;
   connectors?: readonly AnyConnectorDefinition[];
   env?: Record<string, string>;
+  contextOverrides?: CreateServerOptions['contextOverrides'];
 }
 
 export async function startTestServer(options: StartOptions): Promise<TestServer> {
@@ -61,7 +63,9 @@ export async function startTestServer(options: StartOptions): Promise<TestServer
   const config = loadConfig({}, env);
   const server = await createServer(config, {
     ...(options.clock ? { clock: options.clock } : {}),
-    ...(options.connectors ? { connectors: options.connectors } : {}),
+    // The harness's own accounts are `local` ones: it is always installed.
+    ...(options.connectors ? { connectors: [local, ...options.connectors.filter((c) => c.service !== 'local')] } : {}),
+    ...(options.contextOverrides ? { contextOverrides: options.contextOverrides } : {}),
     logger: pino({ level: process.env.CLOUDMUX_TEST_LOG ?? 'silent' }),
   });
   const url = await server.listen();

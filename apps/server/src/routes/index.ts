@@ -5,6 +5,7 @@ import { registerLinksRoutes } from './links.js';
 import { registerMultipartRoutes } from './multipart.js';
 import { registerOpenapiRoutes } from './openapi.js';
 import { registerOpsRoutes } from './ops.js';
+import { registerRawRoutes } from './raw.js';
 import { registerSearchRoutes } from './search.js';
 
 /** Route groups registered after accounts and files/folders; each module owns one group. */
@@ -13,6 +14,7 @@ export const extraRoutes: Array<(app: FastifyInstance, deps: ServerDeps) => void
   registerSearchRoutes,
   registerEventsRoutes,
   registerMultipartRoutes,
+  registerRawRoutes,
   registerOpsRoutes,
   registerOpenapiRoutes,
 ];

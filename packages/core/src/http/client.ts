@@ -17,6 +17,7 @@ import axios, {
 } from 'axios';
 import type { AnyConnectorDefinition, Logger } from '../connector.js';
 import { silentLogger } from '../connector.js';
+import { networkRefusalFrom } from '../net/guard.js';
 import {
   CloudmuxError,
   errorFromNetworkError,
@@ -351,6 +352,9 @@ export function createHttpClient(options: HttpClientOptions): AxiosInstance {
         response = await httpAdapter(inner);
       } catch (error) {
         if (axios.isCancel(error) || signal?.aborted) throw error;
+        // The network guard refused the address: that is the answer (`forbidden`), never retried.
+        const refusal = networkRefusalFrom(error);
+        if (refusal) throw refusal;
         const mapped = errorFromNetworkError(service, sanitizedNetworkError(error));
         if (attempt < maxAttempts && isRetryableError(mapped)) {
           await backoff(attempt, req.url, method, mapped.upstream?.code ?? mapped.code, 0, signal);
@@ -430,6 +434,8 @@ function mapLeftover(error: unknown, service: string): CloudmuxError {
       },
     );
   }
+  const refusal = networkRefusalFrom(error);
+  if (refusal) return refusal;
   if (axios.isAxiosError(error)) {
     if (error.response) {
       return errorFromUpstreamResponse(service, error.response.status);
