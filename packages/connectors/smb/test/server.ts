@@ -25,6 +25,8 @@ export interface SambaServer {
   /** The writable share and its directory on disk. */
   share: string;
   sharePath: string;
+  /** The writable share's directory again, as a share that requires SMB 3 encryption. */
+  secretShare: string;
   /** A read-only share and its directory on disk. */
   readonlyShare: string;
   readonlyPath: string;
@@ -51,6 +53,25 @@ async function fileOwner(): Promise<{ name: string; uid: number; gid: number }> 
   const uid = Number((await run('id', ['-u', FILE_OWNER_NAME])).stdout.trim());
   const gid = Number((await run('id', ['-g', FILE_OWNER_NAME])).stdout.trim());
   return { name: FILE_OWNER_NAME, uid, gid };
+}
+
+/**
+ * The per-connection smbd children get the group's SIGTERM with the parent but may outlive it by a
+ * moment; wait until the whole process group is gone (SIGKILL after 5 s).
+ */
+async function waitForGroupExit(group: number): Promise<void> {
+  const alive = () => {
+    try {
+      process.kill(-group, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (let i = 0; i < 100 && alive(); i++) {
+    if (i === 50) process.kill(-group, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 export async function startSamba(): Promise<SambaServer> {
@@ -92,6 +113,13 @@ export async function startSamba(): Promise<SambaServer> {
       '  read only = no',
       `  force user = ${FILE_OWNER.name}`,
       `  force group = ${FILE_OWNER.name}`,
+      // Same directory, but every message must be sealed (SMB 3 encryption).
+      '[secret]',
+      `  path = ${d}/share`,
+      '  read only = no',
+      `  force user = ${FILE_OWNER.name}`,
+      `  force group = ${FILE_OWNER.name}`,
+      '  server smb encrypt = required',
       '[readonly]',
       `  path = ${d}/ro`,
       '  read only = yes',
@@ -131,6 +159,7 @@ export async function startSamba(): Promise<SambaServer> {
     port,
     share: 'share',
     sharePath: join(d, 'share'),
+    secretShare: 'secret',
     readonlyShare: 'readonly',
     readonlyPath: join(d, 'ro'),
     dir,
@@ -151,8 +180,10 @@ export async function startSamba(): Promise<SambaServer> {
       server = await start();
     },
     stop: async () => {
+      const group = server.pid;
       await server.stop();
       await stopDcerpcd();
+      await waitForGroupExit(group);
       await dir.remove();
     },
   };

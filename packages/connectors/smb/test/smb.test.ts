@@ -340,6 +340,28 @@ describe.skipIf(missing !== null)(
         await dispose();
       });
 
+      it.each([
+        ['SMB 3.0.2 seals with AES-128-CCM', Dialect.SMB3_0_2, /SMB3_02\s+partial\(AES-128-CCM\)/],
+        ['SMB 3.1.1 seals with AES-128-GCM', Dialect.SMB3_1_1, /SMB3_11\s+partial\(AES-128-GCM\)/],
+      ])('a share that requires encryption: %s', async (_label, dialect, cipher) => {
+        const { storage, dispose } = instance({ share: samba.secretShare }, { dialects: [dialect] });
+        const size = 3 * 1024 * 1024 + 5;
+        const name = `sealed-${dialect.toString(16)}.bin`;
+        const file = await storage.upload('/', name, randomStream(size, name), { ifExists: 'replace', size });
+        const back = await sha256OfStream((await storage.download(file.rawId)).stream);
+        expect(back).toEqual({ sha256: randomBytesSha256(size, name), bytes: size });
+        expect((await storage.list('/', { pageSize: 1000 })).items.map((i) => i.name)).toContain(name);
+        const status = await run('smbstatus', ['-s', join(samba.dir.path, 'smb.conf'), '-b']);
+        expect(status.stdout).toMatch(cipher);
+        await dispose();
+      });
+
+      it('a share that requires encryption refuses an SMB 2.1 session: service_forbidden', async () => {
+        const { validate, dispose } = instance({ share: samba.secretShare }, { dialects: [Dialect.SMB2_1] });
+        await expectCloudmuxError(validate(), 'service_forbidden');
+        await dispose();
+      });
+
       it('copies a file server-side: its bytes never cross the client connection', async () => {
         const { storage, sockets, dispose } = instance();
         const size = 8 * 1024 * 1024;

@@ -2,7 +2,9 @@
  * A small SMB 2/3 client: one TCP connection, one authenticated session, one tree (share). Requests
  * are multiplexed with credits (MS-SMB2 §3.2.4.1.3), interim `STATUS_PENDING` answers are waited
  * through (§3.2.5.1.5), and every request after authentication is signed (HMAC-SHA256 for 2.x,
- * AES-CMAC for 3.x); signed responses are verified. Encryption (SMB 3 sealing) is not implemented.
+ * AES-CMAC/GMAC for 3.x); signed responses are verified. When the server requires encryption for
+ * the session or the share, every message is sealed instead (AES-128-GCM on 3.1.1, AES-128-CCM on
+ * 3.0/3.0.2, MS-SMB2 §3.1.4.3), and unsealed replies are refused.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
@@ -27,7 +29,16 @@ import {
   Status,
   statusName,
 } from './constants.js';
-import { preauthUpdate, type SigningAlgorithm, signMessage, smb3Kdf } from './crypto.js';
+import {
+  type CipherAlgorithm,
+  decryptMessage,
+  encryptMessage,
+  nonceLength,
+  preauthUpdate,
+  type SigningAlgorithm,
+  signMessage,
+  smb3Kdf,
+} from './crypto.js';
 
 const HEADER = 64;
 const PROTOCOL_ID = Buffer.from([0xfe, 0x53, 0x4d, 0x42]);
@@ -110,6 +121,7 @@ interface PendingRequest {
   timer: NodeJS.Timeout;
   command: number;
   signed: boolean;
+  sealed: boolean;
 }
 
 /** 100 ns ticks since 1601 → Date; zero means "not set". */
@@ -144,6 +156,13 @@ export class SmbClient {
   private treeId = 0;
   private signingKey: Buffer | null = null;
   private signingAlgorithm: SigningAlgorithm = 'hmac-sha256';
+  private cipher: CipherAlgorithm | null = null;
+  private encryptionKey: Buffer | null = null;
+  private decryptionKey: Buffer | null = null;
+  /** Seal every request from here on (the session or the share demands it). */
+  private sealing = false;
+  private readonly noncePrefix = randomBytes(4);
+  private nonceCounter = 0n;
   private closedWith: Error | null = null;
   dialect = 0;
   largeMtu = false;
@@ -224,22 +243,46 @@ export class SmbClient {
     }
   }
 
-  private onFrame(frame: Buffer): void {
-    if (frame.subarray(0, 4).equals(TRANSFORM_ID)) {
-      throw new Error('the server encrypted a reply, and SMB 3 encryption is not supported');
-    }
+  private onFrame(sealedOrPlain: Buffer): void {
+    const sealed = sealedOrPlain.subarray(0, 4).equals(TRANSFORM_ID);
+    const frame = sealed ? this.unseal(sealedOrPlain) : sealedOrPlain;
     let offset = 0;
     for (;;) {
       // MS-SMB2 §3.2.5.1: a frame may hold compounded replies chained by NextCommand.
       const next = frame.readUInt32LE(offset + 20);
       const message = next === 0 ? frame.subarray(offset) : frame.subarray(offset, offset + next);
-      this.onMessage(message);
+      this.onMessage(message, sealed);
       if (next === 0) return;
       offset += next;
     }
   }
 
-  private onMessage(message: Buffer): void {
+  /** MS-SMB2 §3.2.5.1.1: opens an SMB2 TRANSFORM_HEADER frame. */
+  private unseal(frame: Buffer): Buffer {
+    if (!this.cipher || !this.decryptionKey || frame.length < 52)
+      throw new Error('unexpected encrypted reply');
+    if (frame.readUInt16LE(42) !== 0x0001 || frame.readBigUInt64LE(44) !== this.sessionId) {
+      throw new Error('encrypted reply for another session');
+    }
+    const size = frame.readUInt32LE(36);
+    if (52 + size !== frame.length) throw new Error('encrypted reply of the wrong size');
+    const nonce = frame.subarray(20, 20 + nonceLength(this.cipher));
+    const aad = frame.subarray(20, 52);
+    try {
+      return decryptMessage(
+        this.cipher,
+        this.decryptionKey,
+        nonce,
+        aad,
+        frame.subarray(52),
+        frame.subarray(4, 20),
+      );
+    } catch {
+      throw new Error('an encrypted reply failed authentication');
+    }
+  }
+
+  private onMessage(message: Buffer, sealed: boolean): void {
     if (message.length < HEADER || !message.subarray(0, 4).equals(PROTOCOL_ID))
       throw new Error('bad SMB2 header');
     const status = message.readUInt32LE(8);
@@ -256,6 +299,9 @@ export class SmbClient {
       // Interim reply: the final one follows with the same MessageId; the wait starts again.
       pending.timer.refresh();
       return;
+    }
+    if (pending.sealed && !sealed && status === Status.SUCCESS) {
+      throw new Error(`unencrypted reply to encrypted command 0x${command.toString(16)}`);
     }
     if (pending.signed && this.signingKey) {
       if (flags & HeaderFlag.SIGNED) {
@@ -359,7 +405,9 @@ export class SmbClient {
     if (this.closedWith) throw this.closedWith;
     const messageId = this.nextMessageId;
     this.nextMessageId += BigInt(charge);
-    const sign = (options.sign ?? true) && this.signingKey !== null;
+    const seal = this.sealing;
+    // MS-SMB2 §3.2.4.1.1: a sealed message is not signed; the AEAD tag authenticates it.
+    const sign = !seal && (options.sign ?? true) && this.signingKey !== null;
     const parts = Array.isArray(body) ? body : [body];
     const bodyLength = parts.reduce((n, part) => n + part.length, 0);
     // One buffer for the Direct TCP length prefix, header and body: the payload is copied once.
@@ -395,9 +443,29 @@ export class SmbClient {
         // Credits and message ids are now uncertain: the connection cannot be trusted any more.
         this.fail(error);
       }, this.options.timeoutMs);
-      this.pending.set(messageId, { resolve, reject, timer, command, signed: sign });
-      this.socket.write(frame);
+      this.pending.set(messageId, { resolve, reject, timer, command, signed: sign, sealed: seal });
+      this.socket.write(seal ? this.seal(message) : frame);
     });
+  }
+
+  /** MS-SMB2 §2.2.41 SMB2 TRANSFORM_HEADER around one message, with a never-repeated nonce. */
+  private seal(message: Buffer): Buffer {
+    const cipher = this.cipher!;
+    const frame = Buffer.alloc(4 + 52 + message.length);
+    frame.writeUInt32BE(52 + message.length, 0);
+    const header = frame.subarray(4, 56);
+    TRANSFORM_ID.copy(header, 0);
+    const nonce = header.subarray(20, 20 + nonceLength(cipher));
+    this.noncePrefix.copy(nonce, 0, 0, nonce.length - 8);
+    nonce.writeBigUInt64LE(this.nonceCounter++, nonce.length - 8);
+    header.writeUInt32LE(message.length, 36);
+    header.writeUInt16LE(0x0001, 42); // Flags: Encrypted
+    header.writeBigUInt64LE(this.sessionId, 44);
+    const aad = header.subarray(20, 52);
+    const { ciphertext, tag } = encryptMessage(cipher, this.encryptionKey!, nonce, aad, message);
+    tag.copy(header, 4);
+    ciphertext.copy(frame, 56);
+    return frame;
   }
 
   private async request(
@@ -444,20 +512,24 @@ export class SmbClient {
     signingContext.writeUInt16LE(2, 8);
     signingContext.writeUInt16LE(0x0002, 10);
     signingContext.writeUInt16LE(0x0001, 12);
-    const contexts = Buffer.concat([
-      preauthContext,
-      Buffer.alloc(Math.ceil(preauthContext.length / 8) * 8 - preauthContext.length),
-      signingContext,
-    ]);
+    // MS-SMB2 §2.2.3.1.2 SMB2_ENCRYPTION_CAPABILITIES: AES-128-GCM, then AES-128-CCM.
+    const encryptionContext = Buffer.alloc(8 + 6);
+    encryptionContext.writeUInt16LE(0x0002, 0);
+    encryptionContext.writeUInt16LE(6, 2);
+    encryptionContext.writeUInt16LE(2, 8);
+    encryptionContext.writeUInt16LE(0x0002, 10);
+    encryptionContext.writeUInt16LE(0x0001, 12);
+    const pad = (b: Buffer) => Buffer.concat([b, Buffer.alloc(Math.ceil(b.length / 8) * 8 - b.length)]);
+    const contexts = Buffer.concat([pad(preauthContext), pad(signingContext), encryptionContext]);
     const body = Buffer.alloc(offer311 ? contextsAt + contexts.length : contextsAt);
     body.writeUInt16LE(36, 0);
     body.writeUInt16LE(dialects.length, 2);
     body.writeUInt16LE(SecurityMode.SIGNING_ENABLED, 4);
-    body.writeUInt32LE(GlobalCap.LARGE_MTU, 8);
+    body.writeUInt32LE(GlobalCap.LARGE_MTU | GlobalCap.ENCRYPTION, 8);
     randomBytes(16).copy(body, 12);
     if (offer311) {
       body.writeUInt32LE(HEADER + contextsAt, 28);
-      body.writeUInt16LE(2, 32);
+      body.writeUInt16LE(3, 32);
       contexts.copy(body, contextsAt);
     }
     for (const [i, d] of dialects.entries()) body.writeUInt16LE(d, fixed + i * 2);
@@ -479,6 +551,9 @@ export class SmbClient {
     this.maxRead = Math.min(r.readUInt32LE(32), limit);
     this.maxWrite = Math.min(r.readUInt32LE(36), limit);
     this.signingAlgorithm = this.dialect >= Dialect.SMB3_0 ? 'aes-cmac' : 'hmac-sha256';
+    if (this.dialect === Dialect.SMB3_0 || this.dialect === Dialect.SMB3_0_2) {
+      if (capabilities & GlobalCap.ENCRYPTION) this.cipher = 'aes-128-ccm';
+    }
     if (this.dialect !== Dialect.SMB3_1_1) return null;
     // MS-SMB2 §2.2.4.1: the reply's negotiate contexts, 8-byte aligned from the header start.
     let at = r.readUInt32LE(60) - HEADER;
@@ -489,6 +564,11 @@ export class SmbClient {
         const algorithm = r.readUInt16LE(at + 10);
         if (algorithm === 0x0002) this.signingAlgorithm = 'aes-gmac';
         else if (algorithm === 0x0000) this.signingAlgorithm = 'hmac-sha256';
+      }
+      if (type === 0x0002 && length >= 4 && r.readUInt16LE(at + 8) >= 1) {
+        const cipher = r.readUInt16LE(at + 10);
+        if (cipher === 0x0002) this.cipher = 'aes-128-gcm';
+        else if (cipher === 0x0001) this.cipher = 'aes-128-ccm';
       }
       at += Math.ceil((8 + length) / 8) * 8;
     }
@@ -540,21 +620,20 @@ export class SmbClient {
         'The server accepted the login only as guest.',
       );
     }
-    if (sessionFlags & SessionFlag.ENCRYPT_DATA) {
-      throw new SmbStatusError(
-        Status.ACCESS_DENIED,
-        Command.SESSION_SETUP,
-        'The server requires SMB 3 encryption, which is not supported.',
-      );
-    }
     const sessionKey = responses.sessionKey;
     if (this.dialect === Dialect.SMB3_1_1) {
+      // MS-SMB2 §3.2.5.3.1: 3.1.1 keys take the preauth hash as KDF context.
       this.signingKey = smb3Kdf(sessionKey, 'SMBSigningKey\0', preauth!);
+      this.encryptionKey = smb3Kdf(sessionKey, 'SMBC2SCipherKey\0', preauth!);
+      this.decryptionKey = smb3Kdf(sessionKey, 'SMBS2CCipherKey\0', preauth!);
     } else if (this.dialect >= Dialect.SMB3_0) {
       this.signingKey = smb3Kdf(sessionKey, 'SMB2AESCMAC\0', Buffer.from('SmbSign\0', 'latin1'));
+      this.encryptionKey = smb3Kdf(sessionKey, 'SMB2AESCCM\0', Buffer.from('ServerIn \0', 'latin1'));
+      this.decryptionKey = smb3Kdf(sessionKey, 'SMB2AESCCM\0', Buffer.from('ServerOut\0', 'latin1'));
     } else {
       this.signingKey = sessionKey;
     }
+    if (sessionFlags & SessionFlag.ENCRYPT_DATA) this.requireSealing(Command.SESSION_SETUP);
     // MS-SMB2 §3.2.5.3.1: a signed final SESSION_SETUP reply proves the server knows the key.
     if (second.flags & HeaderFlag.SIGNED && !this.verify(second.message)) {
       throw new SmbConnectionError('protocol', 'The SESSION_SETUP reply has a bad signature.');
@@ -573,13 +652,24 @@ export class SmbClient {
     this.treeId = response.treeId;
     this.shareFlags = response.body.readUInt32LE(4);
     this.maximalAccess = response.body.readUInt32LE(12);
-    if (this.shareFlags & ShareFlag.ENCRYPT_DATA) {
+    if (this.shareFlags & ShareFlag.ENCRYPT_DATA) this.requireSealing(Command.TREE_CONNECT);
+  }
+
+  /** The server demands encryption: seal from now on, or fail when no cipher was negotiated. */
+  private requireSealing(command: number): void {
+    if (!this.cipher || !this.encryptionKey) {
       throw new SmbStatusError(
         Status.ACCESS_DENIED,
-        Command.TREE_CONNECT,
-        'The share requires SMB 3 encryption, which is not supported.',
+        command,
+        'The server requires SMB 3 encryption, but no cipher was negotiated (SMB 2.x dialect).',
       );
     }
+    this.sealing = true;
+  }
+
+  /** The cipher sealing this connection's messages, or null when they are only signed. */
+  get encryption(): CipherAlgorithm | null {
+    return this.sealing ? this.cipher : null;
   }
 
   // -------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ export const Dialect = {
 
 export const SecurityMode = { SIGNING_ENABLED: 0x0001, SIGNING_REQUIRED: 0x0002 } as const;
 
-export const GlobalCap = { DFS: 0x1, LEASING: 0x2, LARGE_MTU: 0x4 } as const;
+export const GlobalCap = { DFS: 0x1, LEASING: 0x2, LARGE_MTU: 0x4, ENCRYPTION: 0x40 } as const;
 
 export const SessionFlag = { IS_GUEST: 0x0001, IS_NULL: 0x0002, ENCRYPT_DATA: 0x0004 } as const;
 

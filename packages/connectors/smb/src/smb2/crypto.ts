@@ -1,5 +1,5 @@
-/** SMB2/3 message signing: HMAC-SHA256 (2.x), AES-128-CMAC (3.x) and the SP800-108 key derivation. */
-import { createCipheriv, createHash, createHmac } from 'node:crypto';
+/** SMB2/3 signing (HMAC-SHA256, AES-128-CMAC/GMAC), encryption (AES-128-GCM/CCM) and the SP800-108 KDF. */
+import { createCipheriv, createDecipheriv, createHash, createHmac } from 'node:crypto';
 
 /** RFC 4493 AES-CMAC with a 128-bit key. */
 export function aesCmac(key: Buffer, message: Buffer): Buffer {
@@ -77,4 +77,52 @@ export function signMessage(algorithm: SigningAlgorithm, key: Buffer, message: B
 /** MS-SMB2 §3.2.5.2 / §3.3.5.5: SHA-512 chaining of the preauthentication integrity hash. */
 export function preauthUpdate(previous: Buffer, message: Buffer): Buffer {
   return createHash('sha512').update(previous).update(message).digest();
+}
+
+export type CipherAlgorithm = 'aes-128-gcm' | 'aes-128-ccm';
+
+/** Nonce length the transform header uses for each cipher (MS-SMB2 §2.2.41). */
+export function nonceLength(cipher: CipherAlgorithm): number {
+  return cipher === 'aes-128-gcm' ? 12 : 11;
+}
+
+/** MS-SMB2 §3.1.4.3: AEAD over the message; `aad` is the transform header from its Nonce field on. */
+export function encryptMessage(
+  cipher: CipherAlgorithm,
+  key: Buffer,
+  nonce: Buffer,
+  aad: Buffer,
+  message: Buffer,
+): { ciphertext: Buffer; tag: Buffer } {
+  if (cipher === 'aes-128-gcm') {
+    const gcm = createCipheriv('aes-128-gcm', key, nonce);
+    gcm.setAAD(aad);
+    const ciphertext = Buffer.concat([gcm.update(message), gcm.final()]);
+    return { ciphertext, tag: gcm.getAuthTag() };
+  }
+  const ccm = createCipheriv('aes-128-ccm', key, nonce, { authTagLength: 16 });
+  ccm.setAAD(aad, { plaintextLength: message.length });
+  const ciphertext = Buffer.concat([ccm.update(message), ccm.final()]);
+  return { ciphertext, tag: ccm.getAuthTag() };
+}
+
+/** The inverse of `encryptMessage`; throws when the tag does not verify. */
+export function decryptMessage(
+  cipher: CipherAlgorithm,
+  key: Buffer,
+  nonce: Buffer,
+  aad: Buffer,
+  ciphertext: Buffer,
+  tag: Buffer,
+): Buffer {
+  if (cipher === 'aes-128-gcm') {
+    const gcm = createDecipheriv('aes-128-gcm', key, nonce);
+    gcm.setAuthTag(tag);
+    gcm.setAAD(aad);
+    return Buffer.concat([gcm.update(ciphertext), gcm.final()]);
+  }
+  const ccm = createDecipheriv('aes-128-ccm', key, nonce, { authTagLength: 16 });
+  ccm.setAuthTag(tag);
+  ccm.setAAD(aad, { plaintextLength: ciphertext.length });
+  return Buffer.concat([ccm.update(ciphertext), ccm.final()]);
 }
