@@ -380,6 +380,29 @@ describe.skipIf(missing !== null)(
         await dispose();
       });
 
+      it("ifExists 'fail' answers naming_conflict before reading a byte of the body", async () => {
+        const { storage, dispose } = instance();
+        const existing = await storage.upload('/', 'taken.txt', bufferStream('old'), {
+          ifExists: 'replace',
+          size: 3,
+        });
+        let reads = 0;
+        const body = new Readable({
+          read() {
+            reads += 1;
+            this.push(Buffer.from('new'));
+            this.push(null);
+          },
+        });
+        const err = await expectCloudmuxError(
+          storage.upload('/', 'taken.txt', body, { ifExists: 'fail' }),
+          'naming_conflict',
+        );
+        expect(err.conflictingRawId).toBe(existing.rawId);
+        expect(reads).toBe(0);
+        await dispose();
+      });
+
       it('a body that fails midway leaves no file and no staging debris', async () => {
         const { storage, dispose } = instance();
         let sent = 0;
