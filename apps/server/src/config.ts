@@ -32,6 +32,8 @@ export interface ServerConfig {
    * `CLOUDMUX_OAUTH_<SERVICE>_CLIENT_SECRET` (service id upper-cased, e.g. `GOOGLE_CALENDAR`).
    */
   oauthClients: Record<string, { clientId: string; clientSecret?: string }>;
+  /** How long a task's lease lasts without a heartbeat: how soon a crashed instance's task is picked up. */
+  taskLeaseSeconds: number;
 }
 
 export const FLAGS = {
@@ -86,6 +88,7 @@ export function loadConfig(flags: FlagValues = {}, env: NodeJS.ProcessEnv = proc
     shutdownGraceSeconds: Number(env.CLOUDMUX_SHUTDOWN_GRACE_SECONDS ?? 20),
     multipartMaxBytes: Number(env.CLOUDMUX_MULTIPART_MAX_BYTES ?? 50 * 1024 * 1024 * 1024),
     oauthClients: oauthClientsFrom(env),
+    taskLeaseSeconds: Number(env.CLOUDMUX_TASK_LEASE_SECONDS ?? 30),
   };
   const optional: Array<[keyof ServerConfig, string | undefined]> = [
     ['databaseUrl', get('databaseUrl')],

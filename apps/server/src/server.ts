@@ -26,6 +26,8 @@ import { ConnectorRuntime } from './runtime.js';
 import { openStore } from './store/db.js';
 import { Store } from './store/store.js';
 import { extraRoutes } from './routes/index.js';
+import { registerStorageTasks } from './routes/storage.js';
+import { TaskRunner } from './tasks.js';
 
 export interface CreateServerOptions {
   connectors?: readonly AnyConnectorDefinition[];
@@ -69,8 +71,10 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
     limiter: new RateLimiter({ ...config.rateLimit, ...(options.clock ? { clock: options.clock } : {}) }),
     keys,
     journal: new EventJournal(storeHandle.db),
+    tasks: new TaskRunner(storeHandle.db, storeHandle.dialect, log, { leaseMs: config.taskLeaseSeconds * 1000 }),
     log,
   };
+  registerStorageTasks(deps);
   const app = buildApp(deps, { logger, plugins: extraRoutes });
   let closed = false;
   return {
@@ -78,6 +82,8 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
     deps,
     listen: async () => {
       await app.listen({ port: config.port, host: config.host });
+      // Tasks interrupted by a previous crash are picked up here (resumed or failed).
+      deps.tasks.start();
       const address = app.server.address();
       return typeof address === 'object' && address ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : String(address);
     },
@@ -85,6 +91,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       if (closed) return;
       closed = true;
       await app.close();
+      await deps.tasks.stop();
       await deps.runtime.close();
       await storeHandle.close();
     },

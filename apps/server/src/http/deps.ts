@@ -6,6 +6,7 @@ import type { KeyMaterial } from '../keys.js';
 import type { ConnectorRuntime } from '../runtime.js';
 import type { StoreHandle } from '../store/db.js';
 import type { Store } from '../store/store.js';
+import type { TaskRunner } from '../tasks.js';
 
 /** Everything routes need, built once by `createServer`. */
 export interface ServerDeps {
@@ -19,5 +20,6 @@ export interface ServerDeps {
   limiter: RateLimiter;
   keys: KeyMaterial;
   journal: EventJournal;
+  tasks: TaskRunner;
   log: Logger;
 }

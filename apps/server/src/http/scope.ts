@@ -58,11 +58,23 @@ export function requestScope(request: FastifyRequest): { rawHeaders?: Record<str
 }
 
 export async function storageRuntime(deps: ServerDeps, request: FastifyRequest, account: AccountRow): Promise<Omit<StorageScope, 'principal'>> {
-  const runtime = await deps.runtime.forAccount(account, requestScope(request));
+  return storageRuntimeFor(deps, account, {
+    scope: requestScope(request),
+    rawData: parseBool(request.headers['x-kloudless-raw-data'], 'X-Kloudless-Raw-Data') ?? false,
+  });
+}
+
+/** The storage side of an account outside a request (tasks run it after the 202). */
+export async function storageRuntimeFor(
+  deps: ServerDeps,
+  account: AccountRow,
+  options: { scope?: { rawHeaders?: Record<string, string>; asUser?: string }; rawData?: boolean } = {},
+): Promise<Omit<StorageScope, 'principal'>> {
+  const runtime = await deps.runtime.forAccount(account, options.scope ?? {});
   const storage = runtime.instance.storage as StorageApi | undefined;
   if (!storage) throw new CloudmuxError('not_implemented', `${runtime.definition.name} does not provide the Storage API.`);
   const ids = new AccountIds(deps.ids, Number(account.id), account.service, storage.rootRawId, storage.trashRawId);
-  return { account, runtime, storage, ids, rawData: parseBool(request.headers['x-kloudless-raw-data'], 'X-Kloudless-Raw-Data') ?? false };
+  return { account, runtime, storage, ids, rawData: options.rawData ?? false };
 }
 
 /** One account (the path may not name several) with its storage connector. */

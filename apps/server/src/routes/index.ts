@@ -7,14 +7,18 @@ import { registerOpenapiRoutes } from './openapi.js';
 import { registerOpsRoutes } from './ops.js';
 import { registerRawRoutes } from './raw.js';
 import { registerSearchRoutes } from './search.js';
+import { registerSharingRoutes } from './sharing.js';
+import { registerTasksRoutes } from './tasks.js';
 
 /** Route groups registered after accounts and files/folders; each module owns one group. */
 export const extraRoutes: Array<(app: FastifyInstance, deps: ServerDeps) => void> = [
   registerLinksRoutes,
   registerSearchRoutes,
+  registerSharingRoutes,
   registerEventsRoutes,
   registerMultipartRoutes,
   registerRawRoutes,
+  registerTasksRoutes,
   registerOpsRoutes,
   registerOpenapiRoutes,
 ];

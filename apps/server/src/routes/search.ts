@@ -22,7 +22,6 @@ import { renderItem } from '../http/objects.js';
 import { firstValue, parsePageSize } from '../http/params.js';
 import { accountsOf, type StorageScope, storageRuntime } from '../http/scope.js';
 import { pageAccountKey, parseIsoTime } from './links.js';
-import { registerSharingRoutes } from './sharing.js';
 import { sendJson } from './util.js';
 
 type Source = Omit<StorageScope, 'principal'>;
@@ -334,7 +333,4 @@ export function registerSearchRoutes(app: FastifyInstance, deps: ServerDeps): vo
       mergePage(sources, fetch, pageSize, state),
     );
   });
-
-  // Permissions and properties live in sharing.ts; registered from here until routes/index.ts lists them.
-  registerSharingRoutes(app, deps);
 }

@@ -17,7 +17,8 @@ import * as z from 'zod';
 import type { ServerDeps } from '../http/deps.js';
 import { renderItem } from '../http/objects.js';
 import { firstValue, parseBody, parseBool, parseJsonHeader, parsePageSize, parseRange } from '../http/params.js';
-import { type StorageScope, storageScope, targetAccount } from '../http/scope.js';
+import { type StorageScope, storageRuntimeFor, storageScope, targetAccount } from '../http/scope.js';
+import { renderTask } from '../tasks.js';
 import { type ConflictMode, copyAcross, copyWithin, uploadWithMode } from '../storage-ops.js';
 import { sendJson } from './util.js';
 
@@ -209,8 +210,13 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
     const query = request.query as Record<string, unknown>;
     const recursive = parseBool(query.recursive, 'recursive') ?? false;
     const permanent = parseBool(query.permanent, 'permanent') ?? false;
-    await scope.storage.delete(rawId, 'folder', { recursive, permanent });
-    await recordEvent(deps, request, scope, 'delete', { rawId, type: 'folder' });
+    const plan = { accountId: Number(scope.account.id), rawId, recursive, permanent };
+    // Only large (recursive) deletes run as tasks; a plain one answers folder_not_empty at once.
+    if (recursive && isAsync(request)) {
+      await scope.storage.get(rawId, 'folder');
+      return sendJson(reply, 202, renderTask(await deps.tasks.enqueue({ appId: scope.principal.app.id, accountId: plan.accountId, kind: 'storage.delete_folder', params: plan })));
+    }
+    await executeFolderDelete(deps, plan, request.ip);
     return reply.status(204).send();
   });
 
@@ -247,22 +253,84 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
     const scope = await storageScope(deps, request, reply);
     const rawId = scope.ids.decode((request.params as { id: string }).id, type);
     const body = parseBody(request.body, copyBody);
-    const source = await scope.storage.get(rawId, type);
-    const name = body.name ?? source.name;
-    validateItemName(name);
-    const mode = conflictMode(request);
+    if (body.name !== undefined) validateItemName(body.name);
+    const plan: CopyPlan = { accountId: Number(scope.account.id), type, rawId, mode: conflictMode(request), rawData: scope.rawData };
+    if (body.name !== undefined) plan.name = body.name;
+    let target = scope as Omit<StorageScope, 'principal'>;
     if (body.account !== undefined && String(body.account) !== String(scope.account.id)) {
-      const target = await targetAccount(deps, request, reply, scope.principal, body.account);
-      const parent = body.parent_id ? parentRawId({ ...scope, ...target }, body.parent_id) : target.storage.rootRawId;
-      const copied = await asParentError(copyAcross(scope.storage, rawId, type, target.storage, parent, name, mode)).catch(withConflictId(target, type));
-      await deps.journal.record(Number(target.account.id), 'add', copied, { ip: request.ip });
-      return sendJson(reply, 201, render(target, deps, copied));
+      // Authorised now, with the caller's credentials; the task only replays the plan.
+      target = await targetAccount(deps, request, reply, scope.principal, body.account);
+      plan.targetAccountId = Number(target.account.id);
     }
-    const parent = body.parent_id ? parentRawId(scope, body.parent_id) : (source.parentRawId ?? scope.storage.rootRawId);
-    const copied = await asParentError(copyWithin(scope.storage, rawId, type, parent, name, mode)).catch(withConflictId(scope, type));
-    await recordEvent(deps, request, scope, 'copy', copied);
-    return sendJson(reply, 201, render(scope, deps, copied));
+    if (body.parent_id) plan.parentRawId = parentRawId({ ...scope, ...target }, body.parent_id);
+    if (isAsync(request)) return sendJson(reply, 202, renderTask(await deps.tasks.enqueue({ appId: scope.principal.app.id, accountId: plan.accountId, kind: 'storage.copy', params: { ...plan } })));
+    const result = await executeCopy(deps, plan, request.ip);
+    return sendJson(reply, result.status, result.body);
   }
+}
+
+/** What a copy needs once authorised and decoded: replayable by the task runner after a 202. */
+interface CopyPlan {
+  accountId: number;
+  type: StorageItemType;
+  rawId: string;
+  targetAccountId?: number;
+  parentRawId?: string;
+  name?: string;
+  mode: ConflictMode;
+  rawData: boolean;
+}
+
+async function accountRow(deps: ServerDeps, id: number) {
+  const row = await deps.store.getAccountById(id);
+  if (!row) throw new CloudmuxError('not_found', 'Account not found.');
+  return row;
+}
+
+export async function executeCopy(deps: ServerDeps, plan: CopyPlan, ip: string | null = null) {
+  const source = await storageRuntimeFor(deps, await accountRow(deps, plan.accountId), { rawData: plan.rawData });
+  const item = await source.storage.get(plan.rawId, plan.type);
+  const name = plan.name ?? item.name;
+  if (plan.targetAccountId !== undefined) {
+    const target = await storageRuntimeFor(deps, await accountRow(deps, plan.targetAccountId), { rawData: plan.rawData });
+    const parent = plan.parentRawId ?? target.storage.rootRawId;
+    const copied = await asParentError(copyAcross(source.storage, plan.rawId, plan.type, target.storage, parent, name, plan.mode)).catch(
+      withConflictId(target, plan.type),
+    );
+    await deps.journal.record(plan.targetAccountId, 'add', copied, { ip });
+    return { status: 201, body: render(target, deps, copied) };
+  }
+  const parent = plan.parentRawId ?? item.parentRawId ?? source.storage.rootRawId;
+  const copied = await asParentError(copyWithin(source.storage, plan.rawId, plan.type, parent, name, plan.mode)).catch(withConflictId(source, plan.type));
+  await deps.journal.record(plan.accountId, 'copy', copied, { ip });
+  return { status: 201, body: render(source, deps, copied) };
+}
+
+export async function executeFolderDelete(deps: ServerDeps, plan: { accountId: number; rawId: string; recursive: boolean; permanent: boolean }, ip: string | null = null) {
+  const scope = await storageRuntimeFor(deps, await accountRow(deps, plan.accountId));
+  try {
+    await scope.storage.delete(plan.rawId, 'folder', { recursive: plan.recursive, permanent: plan.permanent });
+  } catch (err) {
+    // A resumed delete may find the folder already gone: that is the outcome asked for.
+    if (!(err instanceof CloudmuxError && err.code === 'not_found' && plan.recursive)) throw err;
+  }
+  await deps.journal.record(plan.accountId, 'delete', { rawId: plan.rawId, type: 'folder' }, { ip });
+  return { status: 204, body: null };
+}
+
+/** `X-Kloudless-Async: true` or `?return_type=task` (the File Picker sends both). */
+function isAsync(request: FastifyRequest): boolean {
+  const header = request.headers['x-kloudless-async'];
+  const returnType = (request.query as Record<string, unknown>).return_type;
+  return parseBool(Array.isArray(header) ? header[0] : header, 'X-Kloudless-Async') === true || firstValue(returnType) === 'task';
+}
+
+export function registerStorageTasks(deps: ServerDeps): void {
+  deps.tasks.register('storage.copy', { idempotent: false, run: (params) => executeCopy(deps, params as unknown as CopyPlan) });
+  deps.tasks.register('storage.delete_folder', {
+    idempotent: true,
+    run: (params) => executeFolderDelete(deps, params as unknown as Parameters<typeof executeFolderDelete>[1]),
+  });
 }
 
 /** Streams a file's bytes, honouring one `Range: bytes=` range (206) or serving it whole. */
