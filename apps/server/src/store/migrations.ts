@@ -3,6 +3,7 @@
  * everything else uses portable types (text, integer, bigint).
  */
 import { type Kysely, type Migration, type MigrationProvider, sql } from 'kysely';
+import { multipartMigration } from '../multipart/migration.js';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -166,6 +167,7 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         await sql`select 1`.execute(db);
       },
     },
+    '0002_multipart': multipartMigration,
   };
 }
 

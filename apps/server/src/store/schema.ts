@@ -78,19 +78,31 @@ export interface MultipartSessionsTable {
   size: number | null;
   part_size: number;
   overwrite: number;
-  /** Native session state while parts arrive in order; null once staged. */
+  /** Native session state once begun; kept after a fallback to staging (it holds the in-order prefix). */
   native_state: string | null;
   next_part: number;
   staged: number;
   created: string;
   modified: string;
+  /** `open`, `closing` (complete or abort running) or `failed` (0002). */
+  phase: Generated<string>;
+  /** Exclusive lease for native forwarding and completion (0002). */
+  busy_owner: string | null;
+  busy_until: number | null;
+  /** The name the native session was begun with, after the renaming rule (0002). */
+  target_name: string | null;
+  failure: string | null;
 }
 
 export interface MultipartPartsTable {
   session_id: number;
   part_number: number;
   size: number;
+  /** File name inside the session's staging folder; empty for parts sent to the native session. */
   path: string;
+  /** 1 when the bytes went to the connector's native session (0002). */
+  native: Generated<number>;
+  sha256: string | null;
 }
 
 export interface EventsTable {
