@@ -36,6 +36,8 @@ interface MultipartState {
   parentRawId: string;
   name: string;
   nextPart: number;
+  /** Bytes of the parts accepted so far: a retried part first cuts the file back to this. */
+  offset: number;
   ifExists: 'replace' | 'fail';
 }
 
@@ -399,7 +401,7 @@ export class LocalStorage implements StorageApi {
       }
       const tmp = await this.stagingPath();
       await (await open(tmp, 'wx', 0o644)).close();
-      const state: MultipartState = { tmp, parentRawId, name, nextPart: 1, ifExists: options.ifExists };
+      const state: MultipartState = { tmp, parentRawId, name, nextPart: 1, offset: 0, ifExists: options.ifExists };
       return { sessionState: JSON.stringify(state) };
     },
     uploadPart: async (sessionState, partNumber, body, size) => {
@@ -407,9 +409,8 @@ export class LocalStorage implements StorageApi {
       if (partNumber !== state.nextPart) {
         throw new CloudmuxError('invalid_parameters', `Expected part ${state.nextPart}, got part ${partNumber}.`);
       }
-      const before = (await stat(state.tmp).catch((err: unknown) => {
-        throw fsError(err);
-      })).size;
+      // Drop whatever an earlier, interrupted attempt at this part left behind.
+      await truncateTo(state.tmp, state.offset);
       let written = 0;
       body.on('data', (chunk: Buffer) => {
         written += chunk.length;
@@ -417,21 +418,25 @@ export class LocalStorage implements StorageApi {
       try {
         await pipeline(body, createWriteStream(state.tmp, { flags: 'a' }));
       } catch (err) {
-        await truncateTo(state.tmp, before);
+        await truncateTo(state.tmp, state.offset);
         throw fsError(err);
       }
       if (written !== size) {
-        await truncateTo(state.tmp, before);
+        await truncateTo(state.tmp, state.offset);
         throw new CloudmuxError('bad_request', `Part ${partNumber} ended after ${written} of ${size} bytes.`);
       }
-      return { sessionState: JSON.stringify({ ...state, nextPart: partNumber + 1 }) };
+      return { sessionState: JSON.stringify({ ...state, nextPart: partNumber + 1, offset: state.offset + size }) };
     },
     complete: async (sessionState) => {
       const state = this.multipartState(sessionState);
       try {
-        return await this.place(state.tmp, state.parentRawId, state.name, state.ifExists);
-      } finally {
+        const item = await this.place(state.tmp, state.parentRawId, state.name, state.ifExists);
         await rm(state.tmp, { force: true });
+        return item;
+      } catch (err) {
+        // A name conflict keeps the uploaded bytes: the session can still be completed or aborted.
+        if (!(err instanceof CloudmuxError && err.code === 'naming_conflict')) await rm(state.tmp, { force: true });
+        throw err;
       }
     },
     abort: async (sessionState) => {
@@ -443,11 +448,12 @@ export class LocalStorage implements StorageApi {
     let state: MultipartState;
     try {
       state = JSON.parse(sessionState) as MultipartState;
+      state.offset ??= 0;
     } catch {
       throw new CloudmuxError('not_found', 'Unknown upload session.');
     }
     // The state comes back from the server's store; never trust it to point outside the staging folder.
-    if (typeof state.tmp !== 'string' || !state.tmp.includes(`/${STAGING_DIR}/`) || state.tmp.includes('..')) {
+    if (typeof state.tmp !== 'string' || !state.tmp.includes(`/${STAGING_DIR}/`) || state.tmp.includes('..') || !Number.isSafeInteger(state.offset ?? 0)) {
       throw new CloudmuxError('not_found', 'Unknown upload session.');
     }
     return state;

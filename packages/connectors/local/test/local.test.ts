@@ -112,3 +112,24 @@ describe('definition', () => {
     await expectCloudmuxError(storage.move('/a', 'folder', { parentRawId: '/a/b' }), 'invalid_parameters');
   });
 });
+
+describe('native multipart recovery', () => {
+  it('a retried part replaces the bytes an interrupted attempt left; a conflict on complete keeps the upload', async () => {
+    const mp = storage.multipart;
+    let { sessionState } = await mp.begin('/', 'retry.bin', { ifExists: 'fail' });
+    sessionState = (await mp.uploadPart(sessionState, 1, Readable.from([Buffer.from('aaaa')]), 4)).sessionState;
+    const broken = new Readable({
+      read() {
+        this.push(Buffer.from('zz'));
+        this.destroy(new Error('connection lost'));
+      },
+    });
+    await expect(mp.uploadPart(sessionState, 2, broken, 4)).rejects.toThrow();
+    sessionState = (await mp.uploadPart(sessionState, 2, Readable.from([Buffer.from('bbbb')]), 4)).sessionState;
+    await storage.upload('/', 'retry.bin', Readable.from([Buffer.from('taken')]), { size: 5, ifExists: 'fail' });
+    await expectCloudmuxError(mp.complete(sessionState), 'naming_conflict');
+    await storage.delete('/retry.bin', 'file', { recursive: false, permanent: true });
+    const file = await mp.complete(sessionState);
+    expect((await readAll((await storage.download(file.rawId)).stream)).toString()).toBe('aaaabbbb');
+  });
+});
