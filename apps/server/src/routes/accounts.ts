@@ -67,7 +67,7 @@ function credentialsFrom(definition: AnyConnectorDefinition, body: Record<string
 }
 
 /** `local` accounts may only live inside the operator's CLOUDMUX_LOCAL_ROOTS. */
-function assertLocalRoot(deps: ServerDeps, credentials: Record<string, unknown>): void {
+export function assertLocalRoot(deps: ServerDeps, credentials: Record<string, unknown>): void {
   const root = resolve(String(credentials.root));
   const inside = deps.config.localRoots.some((allowed) => {
     const rel = relative(allowed, root);
