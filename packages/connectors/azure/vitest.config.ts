@@ -1,0 +1,3 @@
+import { cloudmuxVitestConfig } from '@cloudmux/vitest-config';
+
+export default cloudmuxVitestConfig();
