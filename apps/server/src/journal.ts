@@ -24,6 +24,8 @@ export interface JournalEvent {
 }
 
 const MAX_EVENTS_PER_ACCOUNT = 10_000;
+/** How long a change Cloudmux made hides the watcher's echo of it. */
+const OWN_CHANGE_MS = 3_000;
 const RETENTION_MS = 24 * 60 * 60 * 1000;
 
 type Listener = (event: JournalEvent) => void;
@@ -31,6 +33,8 @@ type Listener = (event: JournalEvent) => void;
 export class EventJournal {
   #writes = 0;
   readonly #listeners = new Set<Listener>();
+  /** Raw ids Cloudmux changed recently, per account: a watcher reporting them is hearing our own write. */
+  readonly #own = new Map<number, Map<string, number>>();
 
   constructor(private readonly db: Kysely<Database>) {}
 
@@ -44,7 +48,46 @@ export class EventJournal {
     accountId: number,
     action: EventAction,
     target: StorageItem | { rawId: string; type: string },
-    meta: { ip?: string | null; userId?: string | null } = {},
+    meta: { ip?: string | null; userId?: string | null; previousRawId?: string } = {},
+  ): Promise<JournalEvent> {
+    this.noteOwn(accountId, target.rawId);
+    if (meta.previousRawId !== undefined) this.noteOwn(accountId, meta.previousRawId);
+    return this.insert(accountId, action, target, meta);
+  }
+
+  /**
+   * A change reported by a watcher (made outside Cloudmux). Skipped when it is the echo of a change
+   * Cloudmux just made to the same item or anything under it.
+   */
+  async recordExternal(accountId: number, action: EventAction, target: StorageItem | { rawId: string; type: string }): Promise<JournalEvent | null> {
+    if (this.isOwn(accountId, target.rawId)) return null;
+    return this.insert(accountId, action, target, {});
+  }
+
+  private noteOwn(accountId: number, rawId: string): void {
+    let recent = this.#own.get(accountId);
+    if (!recent) this.#own.set(accountId, (recent = new Map()));
+    const now = Date.now();
+    recent.set(rawId, now);
+    if (recent.size > 1000) for (const [id, at] of recent) if (now - at > OWN_CHANGE_MS) recent.delete(id);
+  }
+
+  private isOwn(accountId: number, rawId: string): boolean {
+    const recent = this.#own.get(accountId);
+    if (!recent) return false;
+    const now = Date.now();
+    for (const [id, at] of recent) {
+      if (now - at > OWN_CHANGE_MS) continue;
+      if (rawId === id || rawId.startsWith(id.endsWith('/') ? id : `${id}/`)) return true;
+    }
+    return false;
+  }
+
+  private async insert(
+    accountId: number,
+    action: EventAction,
+    target: StorageItem | { rawId: string; type: string },
+    meta: { ip?: string | null; userId?: string | null },
   ): Promise<JournalEvent> {
     const item = 'name' in target ? (target as StorageItem) : null;
     const modified = nowIso();

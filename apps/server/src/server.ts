@@ -28,6 +28,7 @@ import { Store } from './store/store.js';
 import { extraRoutes } from './routes/index.js';
 import { registerStorageTasks } from './routes/storage.js';
 import { TaskRunner } from './tasks.js';
+import { ChangeWatchers } from './watchers.js';
 
 export interface CreateServerOptions {
   connectors?: readonly AnyConnectorDefinition[];
@@ -60,17 +61,20 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
   const store = new Store(storeHandle.db, createSecretBox({ keys: keys.keyring, purpose: 'credentials' }));
   const registry = new ConnectorRegistry(options.connectors ?? defaultConnectors);
   const log = logger as unknown as Logger;
+  const runtime = new ConnectorRuntime(registry, store, config, log, options.contextOverrides);
+  const journal = new EventJournal(storeHandle.db);
   const deps: ServerDeps = {
     config,
     storeHandle,
     store,
     registry,
-    runtime: new ConnectorRuntime(registry, store, config, log, options.contextOverrides),
+    runtime,
     ids: createIdCodec({ keys: keys.keyring, version: keys.idsVersion }),
     pages: createPageTokens({ keys: keys.keyring }),
     limiter: new RateLimiter({ ...config.rateLimit, ...(options.clock ? { clock: options.clock } : {}) }),
     keys,
-    journal: new EventJournal(storeHandle.db),
+    journal,
+    watchers: new ChangeWatchers(store, runtime, journal, log),
     tasks: new TaskRunner(storeHandle.db, storeHandle.dialect, log, { leaseMs: config.taskLeaseSeconds * 1000 }),
     log,
   };
@@ -84,6 +88,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       await app.listen({ port: config.port, host: config.host });
       // Tasks interrupted by a previous crash are picked up here (resumed or failed).
       deps.tasks.start();
+      await deps.watchers.startAll();
       const address = app.server.address();
       return typeof address === 'object' && address ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : String(address);
     },
@@ -92,6 +97,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       closed = true;
       await app.close();
       await deps.tasks.stop();
+      await deps.watchers.close();
       await deps.runtime.close();
       await storeHandle.close();
     },

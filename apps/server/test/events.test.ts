@@ -1,3 +1,5 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { eventSchema } from '@cloudmux/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STORE_KINDS, type TestServer, json, startTestServer, upload } from './harness.js';
@@ -35,6 +37,22 @@ describe.each(STORE_KINDS)('events journal on %s', (store) => {
     const done = (await json(await t.call(`${base}/events?cursor=${second.cursor}`))) as typeof first;
     expect(done).toMatchObject({ count: 0, remaining: 0, cursor: second.cursor });
     expect(((await json(await t.call(`${base}/events/latest`))) as { cursor: number }).cursor).toBe(second.cursor);
+  });
+
+  it('records changes made on disk by the watcher, without echoing changes made through Cloudmux', async () => {
+    const base = t.base;
+    const start = ((await json(await t.call(`${base}/events/latest`))) as { cursor: number }).cursor;
+    await upload(t, base, 'through-api.txt', 'a');
+    writeFileSync(join(t.apps[0]!.accountRoot, 'on-disk.txt'), 'written outside Cloudmux');
+    let events: Array<{ type: string; metadata: { name: string } | null }> = [];
+    for (let i = 0; i < 200; i++) {
+      events = ((await json(await t.call(`${base}/events?cursor=${start}`))) as { objects: typeof events }).objects;
+      if (events.some((e) => e.metadata?.name === 'on-disk.txt')) break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    expect(events.filter((e) => e.metadata?.name === 'on-disk.txt').map((e) => e.type)).toEqual(['add']);
+    // The upload is in the journal once (the watcher's echo of it is dropped).
+    expect(events.filter((e) => e.metadata?.name === 'through-api.txt')).toHaveLength(1);
   });
 
   it('refuses bad cursors and page sizes, and other apps', async () => {

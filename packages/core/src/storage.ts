@@ -180,6 +180,11 @@ export interface StorageApi {
   deleteProperties?(rawId: string): Promise<void>;
   /** Upstream change feed; the server turns it into its event journal. */
   changes?(cursor: string | null): Promise<{ changes: ChangeRecord[]; cursor: string }>;
+  /**
+   * Live notifications for backends that can push changes made outside Cloudmux (a watched
+   * directory). The server records them in its journal, skipping the ones it caused itself.
+   */
+  watch?(onChange: (change: ChangeRecord) => void, onError?: (error: unknown) => void): { close(): void };
 }
 
 /** Kloudless capability names (`retrieve_full=true` → `properties.capabilities`), derived from the methods. */

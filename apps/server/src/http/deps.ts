@@ -7,6 +7,7 @@ import type { ConnectorRuntime } from '../runtime.js';
 import type { StoreHandle } from '../store/db.js';
 import type { Store } from '../store/store.js';
 import type { TaskRunner } from '../tasks.js';
+import type { ChangeWatchers } from '../watchers.js';
 
 /** Everything routes need, built once by `createServer`. */
 export interface ServerDeps {
@@ -21,5 +22,6 @@ export interface ServerDeps {
   keys: KeyMaterial;
   journal: EventJournal;
   tasks: TaskRunner;
+  watchers: ChangeWatchers;
   log: Logger;
 }

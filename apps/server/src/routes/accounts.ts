@@ -120,6 +120,7 @@ export function registerAccountRoutes(app: FastifyInstance, deps: ServerDeps): v
       refreshTokenExpiry: isoOrNull(body.refresh_token_expiry, 'refresh_token_expiry') ?? null,
       ...(body.custom_properties ? { customProperties: body.custom_properties } : {}),
     });
+    await deps.watchers.start(row);
     return sendJson(reply, 201, await render(row, false));
   });
 
@@ -199,6 +200,7 @@ export function registerAccountRoutes(app: FastifyInstance, deps: ServerDeps): v
   app.delete('/v1/accounts/:account', async (request, reply) => {
     const { principal, accounts } = await accountsOf(deps, request, reply);
     for (const row of accounts) {
+      await deps.watchers.stop(Number(row.id));
       await deps.runtime.evict(Number(row.id));
       await deps.store.deleteAccount(principal.app.id, Number(row.id));
     }

@@ -88,8 +88,15 @@ function contentLength(request: FastifyRequest): number | null {
   return Number.isSafeInteger(n) && n >= 0 ? n : null;
 }
 
-function recordEvent(deps: ServerDeps, request: FastifyRequest, scope: StorageScope, action: Parameters<ServerDeps['journal']['record']>[1], item: StorageItem | { rawId: string; type: string }) {
-  return deps.journal.record(Number(scope.account.id), action, item, { ip: request.ip });
+function recordEvent(
+  deps: ServerDeps,
+  request: FastifyRequest,
+  scope: StorageScope,
+  action: Parameters<ServerDeps['journal']['record']>[1],
+  item: StorageItem | { rawId: string; type: string },
+  previousRawId?: string,
+) {
+  return deps.journal.record(Number(scope.account.id), action, item, { ip: request.ip, ...(previousRawId !== undefined ? { previousRawId } : {}) });
 }
 
 export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): void {
@@ -245,7 +252,7 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
     const item = await asParentError(
       scope.storage.move(rawId, type, { ...(parent !== undefined ? { parentRawId: parent } : {}), ...(body.name !== undefined ? { name: body.name } : {}) }),
     ).catch(withConflictId(scope, type));
-    await recordEvent(deps, request, scope, parent !== undefined ? 'move' : 'rename', item);
+    await recordEvent(deps, request, scope, parent !== undefined ? 'move' : 'rename', item, rawId);
     return sendJson(reply, 200, render(scope, deps, item));
   }
 

@@ -4,14 +4,15 @@
  * final name. `ifExists: 'fail'` uses link(2), which refuses an existing target atomically.
  */
 import { randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream, type Stats } from 'node:fs';
+import { type FSWatcher, createReadStream, createWriteStream, type Stats, watch as fsWatch } from 'node:fs';
 import { copyFile, cp, link, lstat, mkdir, open, readdir, realpath, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   CloudmuxError,
   type ByteRange,
+  type ChangeRecord,
   type DeleteOptions,
   type DownloadResult,
   type MoveOptions,
@@ -444,6 +445,67 @@ export class LocalStorage implements StorageApi {
     },
   };
 
+  /**
+   * Watches the root with fs.watch (inotify, recursive): a path that appeared is `add`, one that
+   * vanished is `delete`, a changed file is `update`. Renames arrive as a delete and an add (the
+   * kernel reports them as two names). The staging folder and links leaving the root are ignored.
+   */
+  watch(onChange: (change: ChangeRecord) => void, onError?: (error: unknown) => void): { close(): void } {
+    let closed = false;
+    let watcher: FSWatcher | undefined;
+    const pending = new Map<string, { timer: NodeJS.Timeout; sawChange: boolean }>();
+    const settle = async (relative: string, sawChange: boolean) => {
+      if (closed) return;
+      const segments = relative.split(sep).filter(Boolean);
+      if (segments.length === 0 || segments[0] === STAGING_DIR) return;
+      const rawId = toRawId(segments);
+      try {
+        const realRoot = await this.realRoot();
+        const full = join(realRoot, ...segments);
+        if (await escapesRoot(realRoot, full)) return;
+        const info = await stat(full).catch(() => null);
+        if (!info) {
+          onChange({ action: 'delete', rawId, modified: new Date() });
+          return;
+        }
+        if (!info.isFile() && !info.isDirectory()) return;
+        const item = await this.toItem(rawId, full, info);
+        onChange({ action: sawChange && info.isFile() ? 'update' : 'add', rawId, item, modified: info.mtime });
+      } catch (err) {
+        onError?.(err);
+      }
+    };
+    void this.realRoot().then(
+      (root) => {
+        if (closed) return;
+        watcher = fsWatch(root, { recursive: true }, (event, filename) => {
+          if (!filename) return;
+          const name = filename.toString();
+          const entry = pending.get(name);
+          if (entry) clearTimeout(entry.timer);
+          const sawChange = (entry?.sawChange ?? true) && event === 'change';
+          pending.set(name, {
+            sawChange,
+            timer: setTimeout(() => {
+              pending.delete(name);
+              void settle(name, sawChange);
+            }, WATCH_SETTLE_MS),
+          });
+        });
+        watcher.on('error', (err) => onError?.(err));
+      },
+      (err: unknown) => onError?.(err),
+    );
+    return {
+      close: () => {
+        closed = true;
+        watcher?.close();
+        for (const entry of pending.values()) clearTimeout(entry.timer);
+        pending.clear();
+      },
+    };
+  }
+
   private multipartState(sessionState: string): MultipartState {
     let state: MultipartState;
     try {
@@ -459,6 +521,9 @@ export class LocalStorage implements StorageApi {
     return state;
   }
 }
+
+/** How long a path's notifications are gathered before it is looked at (editors write in bursts). */
+const WATCH_SETTLE_MS = 150;
 
 async function truncateTo(path: string, size: number): Promise<void> {
   const handle = await open(path, 'r+').catch(() => null);

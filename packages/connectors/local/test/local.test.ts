@@ -133,3 +133,29 @@ describe('native multipart recovery', () => {
     expect((await readAll((await storage.download(file.rawId)).stream)).toString()).toBe('aaaabbbb');
   });
 });
+
+describe('watching the disk', () => {
+  it('reports adds, updates and deletes made outside Cloudmux, and ignores its own staging', async () => {
+    const seen: Array<{ action: string; rawId: string }> = [];
+    const waitFor = async (predicate: () => boolean) => {
+      for (let i = 0; i < 200 && !predicate(); i++) await new Promise((r) => setTimeout(r, 25));
+      expect(predicate()).toBe(true);
+    };
+    const handle = storage.watch((change) => seen.push({ action: change.action, rawId: change.rawId }));
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      await mkdir(join(dir.path, 'outside'));
+      await writeFile(join(dir.path, 'outside', 'note.txt'), 'v1');
+      await waitFor(() => seen.some((c) => c.action === 'add' && c.rawId === '/outside/note.txt'));
+      await writeFile(join(dir.path, 'outside', 'note.txt'), 'v2 longer');
+      await waitFor(() => seen.some((c) => c.action === 'update' && c.rawId === '/outside/note.txt'));
+      await storage.upload('/', 'via-api.txt', Readable.from([Buffer.from('x')]), { size: 1, ifExists: 'fail' });
+      const { rm } = await import('node:fs/promises');
+      await rm(join(dir.path, 'outside', 'note.txt'));
+      await waitFor(() => seen.some((c) => c.action === 'delete' && c.rawId === '/outside/note.txt'));
+      expect(seen.some((c) => c.rawId.includes(STAGING_DIR))).toBe(false);
+    } finally {
+      handle.close();
+    }
+  });
+});
