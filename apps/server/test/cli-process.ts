@@ -17,7 +17,10 @@ export interface CliResult {
 /** Runs `cloudmux <args>` to completion. */
 export function runCli(args: string[], env: Record<string, string>): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
@@ -30,7 +33,8 @@ export function runCli(args: string[], env: Record<string, string>): Promise<Cli
 /** Runs a command and parses its JSON output, failing with the output when it did not succeed. */
 export async function runCliJson<T>(args: string[], env: Record<string, string>): Promise<T> {
   const result = await runCli([...args, '--json'], env);
-  if (result.code !== 0) throw new Error(`cloudmux ${args.join(' ')} exited ${result.code}:\n${result.stdout}\n${result.stderr}`);
+  if (result.code !== 0)
+    throw new Error(`cloudmux ${args.join(' ')} exited ${result.code}:\n${result.stdout}\n${result.stderr}`);
   return JSON.parse(result.stdout.trim().split('\n').at(-1)!) as T;
 }
 

@@ -6,10 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { local } from '@cloudmux/connector-local';
-import { LocalStorage } from '@cloudmux/connector-local';
+import { LocalStorage, local } from '@cloudmux/connector-local';
 import { CloudmuxError, defineConnector } from '@cloudmux/core';
-import { type TempDir, freePort, makeTempDir } from '@cloudmux/testkit';
+import { freePort, makeTempDir, type TempDir } from '@cloudmux/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as z from 'zod';
 import { loadConfig } from '../src/config.js';
@@ -18,7 +17,7 @@ import { createLogger, redactUrl } from '../src/ops/logging.js';
 import { metricsOf, recordUpstreamCall } from '../src/ops/metrics.js';
 import { type CloudmuxServer, createServer } from '../src/server.js';
 import { dropPgSchema } from '../src/store/db.js';
-import { PG_URL, STORE_KINDS, type StoreKind, type TestServer, startTestServer, upload } from './harness.js';
+import { PG_URL, STORE_KINDS, type StoreKind, startTestServer, type TestServer, upload } from './harness.js';
 
 const UPSTREAM_SECRET = `upstream-secret-${randomBytes(6).toString('hex')}`;
 
@@ -47,7 +46,10 @@ const probe = defineConnector({
         recordUpstreamCall('opsprobe', 503, 0.02);
         throw new CloudmuxError('service_not_available', 'The probe upstream failed.', {
           status: 503,
-          cause: { message: 'upstream 503', config: { headers: { Authorization: `Bearer ${UPSTREAM_SECRET}` } } },
+          cause: {
+            message: 'upstream 503',
+            config: { headers: { Authorization: `Bearer ${UPSTREAM_SECRET}` } },
+          },
         });
       }
       recordUpstreamCall('opsprobe', 200, 0.01);
@@ -62,7 +64,9 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
   for (const line of text.split('\n')) {
     const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
     if (!match || match[1] !== name) continue;
-    const have = Object.fromEntries([...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
+    const have = Object.fromEntries(
+      [...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]),
+    );
     if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(match[3]);
   }
   return undefined;
@@ -124,10 +128,18 @@ describe('Prometheus metrics', () => {
     const route = '/v1/accounts/:account/storage/files/:id';
     expect(sample(text, 'cloudmux_http_requests_total', { method: 'GET', route, status: '200' })).toBe(2);
     expect(sample(text, 'cloudmux_http_requests_total', { method: 'GET', route, status: '404' })).toBe(1);
-    expect(sample(text, 'cloudmux_http_requests_total', { method: 'POST', route: '/v1/accounts/:account/storage/files', status: '201' })).toBe(1);
+    expect(
+      sample(text, 'cloudmux_http_requests_total', {
+        method: 'POST',
+        route: '/v1/accounts/:account/storage/files',
+        status: '201',
+      }),
+    ).toBe(1);
     expect(sample(text, 'cloudmux_http_requests_total', { route: 'unmatched', status: '404' })).toBe(1);
     expect(sample(text, 'cloudmux_http_request_duration_seconds_count', { method: 'GET', route })).toBe(3);
-    expect(sample(text, 'cloudmux_http_request_duration_seconds_bucket', { method: 'GET', route, le: '+Inf' })).toBe(3);
+    expect(
+      sample(text, 'cloudmux_http_request_duration_seconds_bucket', { method: 'GET', route, le: '+Inf' }),
+    ).toBe(3);
     expect(text).not.toContain(file.id);
     expect(text).not.toContain('/v1/no/such/route');
     // Process metrics of prom-client's default collectors.
@@ -137,27 +149,46 @@ describe('Prometheus metrics', () => {
   });
 
   it('keeps one registry per server', async () => {
-    const before = sample(await scrape(b), 'cloudmux_http_requests_total', { route: '/v1/accounts/:account/storage/folders/:id' }) ?? 0;
+    const before =
+      sample(await scrape(b), 'cloudmux_http_requests_total', {
+        route: '/v1/accounts/:account/storage/folders/:id',
+      }) ?? 0;
     for (let i = 0; i < 3; i++) expect((await a.call(`${a.base}/storage/folders/root`)).status).toBe(200);
     const textA = await scrape(a);
     const textB = await scrape(b);
-    expect(sample(textA, 'cloudmux_http_requests_total', { route: '/v1/accounts/:account/storage/folders/:id', status: '200' })).toBe(3);
-    expect(sample(textB, 'cloudmux_http_requests_total', { route: '/v1/accounts/:account/storage/folders/:id' }) ?? 0).toBe(before);
+    expect(
+      sample(textA, 'cloudmux_http_requests_total', {
+        route: '/v1/accounts/:account/storage/folders/:id',
+        status: '200',
+      }),
+    ).toBe(3);
+    expect(
+      sample(textB, 'cloudmux_http_requests_total', { route: '/v1/accounts/:account/storage/folders/:id' }) ??
+        0,
+    ).toBe(before);
   });
 
   it('counts upstream calls by service and status on the server whose request made them', async () => {
-    runInRequest({ reqId: 'test', metrics: metricsOf(a.server.deps) }, () => recordUpstreamCall('s3', 503, 0.25));
+    runInRequest({ reqId: 'test', metrics: metricsOf(a.server.deps) }, () =>
+      recordUpstreamCall('s3', 503, 0.25),
+    );
     metricsOf(b.server.deps).recordUpstreamCall('s3', 200, 0.5);
     // Outside any request with two servers open there is no right server: nothing is counted.
     recordUpstreamCall('s3', 500, 0.1);
     const textA = await scrape(a);
     const textB = await scrape(b);
     expect(sample(textA, 'cloudmux_upstream_requests_total', { service: 's3', status: '503' })).toBe(1);
-    expect(sample(textA, 'cloudmux_upstream_requests_total', { service: 's3', status: '200' })).toBeUndefined();
-    expect(sample(textA, 'cloudmux_upstream_requests_total', { service: 's3', status: '500' })).toBeUndefined();
+    expect(
+      sample(textA, 'cloudmux_upstream_requests_total', { service: 's3', status: '200' }),
+    ).toBeUndefined();
+    expect(
+      sample(textA, 'cloudmux_upstream_requests_total', { service: 's3', status: '500' }),
+    ).toBeUndefined();
     expect(sample(textA, 'cloudmux_upstream_request_duration_seconds_sum', { service: 's3' })).toBe(0.25);
     expect(sample(textB, 'cloudmux_upstream_requests_total', { service: 's3', status: '200' })).toBe(1);
-    expect(sample(textB, 'cloudmux_upstream_requests_total', { service: 's3', status: '503' })).toBeUndefined();
+    expect(
+      sample(textB, 'cloudmux_upstream_requests_total', { service: 's3', status: '503' }),
+    ).toBeUndefined();
   });
 });
 
@@ -193,7 +224,10 @@ async function startLogged(store: StoreKind): Promise<LoggedServer> {
       ...(store === 'postgres' ? { DATABASE_URL: PG_URL, CLOUDMUX_DATABASE_SCHEMA: schema } : {}),
     },
   );
-  const server = await createServer(config, { connectors: [local, probe], logger: createLogger('trace', sink) });
+  const server = await createServer(config, {
+    connectors: [local, probe],
+    logger: createLogger('trace', sink),
+  });
   const url = await server.listen();
   const { app, apiKey } = await server.deps.store.createApp('Logged');
   return {
@@ -244,14 +278,24 @@ describe.each(STORE_KINDS)('logs on %s', (store) => {
       body: JSON.stringify({ service: 'opsprobe', account: 'failing', root, fail: true }),
     });
     const failingId = ((await failing.json()) as { id: number }).id;
-    const tokenRes = await call(`/v1/accounts/${accountId}/tokens`, { method: 'POST', headers: { ...apiKeyAuth, 'content-type': 'application/json' }, body: '{}' });
+    const tokenRes = await call(`/v1/accounts/${accountId}/tokens`, {
+      method: 'POST',
+      headers: { ...apiKeyAuth, 'content-type': 'application/json' },
+      body: '{}',
+    });
     const bearer = ((await tokenRes.json()) as { access_token: string }).access_token;
 
     const responses: Response[] = [];
     // A listing through a bearer token: the connector logs through the root logger.
-    responses.push(await call('/v1/accounts/me/storage/folders/root/contents', { headers: { authorization: `Bearer ${bearer}` } }));
+    responses.push(
+      await call('/v1/accounts/me/storage/folders/root/contents', {
+        headers: { authorization: `Bearer ${bearer}` },
+      }),
+    );
     // An upstream failure logged at error level with its cause (request headers included).
-    responses.push(await call(`/v1/accounts/${failingId}/storage/folders/root/contents`, { headers: apiKeyAuth }));
+    responses.push(
+      await call(`/v1/accounts/${failingId}/storage/folders/root/contents`, { headers: apiKeyAuth }),
+    );
     // An API key in a JSON body, on a request that fails validation.
     responses.push(
       await call('/v1/accounts', {
@@ -261,19 +305,30 @@ describe.each(STORE_KINDS)('logs on %s', (store) => {
       }),
     );
     // A link password in a query string and in a form body, and a wrong bearer token.
-    responses.push(await call(`/v1/accounts/${accountId}/storage/folders/root?password=${linkPassword}`, { headers: apiKeyAuth }));
     responses.push(
-      await call('/v1/links/nowhere', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `password=${linkPassword}` }),
+      await call(`/v1/accounts/${accountId}/storage/folders/root?password=${linkPassword}`, {
+        headers: apiKeyAuth,
+      }),
+    );
+    responses.push(
+      await call('/v1/links/nowhere', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: `password=${linkPassword}`,
+      }),
     );
     responses.push(await call('/v1/accounts/me', { headers: { authorization: `Bearer ${bearer}x` } }));
     // A token in the path (revocation) — the last use of the bearer token.
-    responses.push(await call(`/v1/accounts/${accountId}/tokens/${bearer}`, { method: 'DELETE', headers: apiKeyAuth }));
+    responses.push(
+      await call(`/v1/accounts/${accountId}/tokens/${bearer}`, { method: 'DELETE', headers: apiKeyAuth }),
+    );
 
     expect(responses.map((r) => r.status)).toEqual([200, 503, 400, 200, 404, 401, 204]);
     const ids = new Set(responses.map((r) => r.headers.get('x-request-id')));
 
     const raw = t.raw();
-    for (const secret of [t.apiKey, bearer, bodyKey, linkPassword, UPSTREAM_SECRET]) expect(raw).not.toContain(secret);
+    for (const secret of [t.apiKey, bearer, bodyKey, linkPassword, UPSTREAM_SECRET])
+      expect(raw).not.toContain(secret);
     expect(raw).toContain('[redacted]');
 
     const lines = t.lines();
@@ -289,21 +344,29 @@ describe.each(STORE_KINDS)('logs on %s', (store) => {
     expect(probeLines[0]!.reqId).toBe(responses[0]!.headers.get('x-request-id'));
     expect(probeLines[1]!.reqId).toBe(responses[1]!.headers.get('x-request-id'));
     // The upstream failure is logged with its cause, credentials censored.
-    const failure = requestLines.find((l) => l.reqId === responses[1]!.headers.get('x-request-id') && l.level === 50);
+    const failure = requestLines.find(
+      (l) => l.reqId === responses[1]!.headers.get('x-request-id') && l.level === 50,
+    );
     expect(JSON.stringify(failure)).toContain('[redacted]');
     // Upstream calls were counted on this server through the request context.
     const metrics = await (await fetch(`${t.url}/metrics`)).text();
-    expect(sample(metrics, 'cloudmux_upstream_requests_total', { service: 'opsprobe', status: '200' })).toBe(1);
-    expect(sample(metrics, 'cloudmux_upstream_requests_total', { service: 'opsprobe', status: '503' })).toBe(1);
+    expect(sample(metrics, 'cloudmux_upstream_requests_total', { service: 'opsprobe', status: '200' })).toBe(
+      1,
+    );
+    expect(sample(metrics, 'cloudmux_upstream_requests_total', { service: 'opsprobe', status: '503' })).toBe(
+      1,
+    );
   });
 
   it('redacts tokens and keys in logged URLs', () => {
     expect(redactUrl('/v1/accounts/1/tokens/cmt_abc.def?x=1')).toBe('/v1/accounts/1/tokens/[redacted]?x=1');
-    expect(redactUrl('/l/abc?password=hunter2&direct=true')).toBe('/l/[redacted]?password=[redacted]&direct=true');
-    expect(redactUrl('/v1/oauth/callback?code=xyz&state=s1')).toBe('/v1/oauth/callback?code=[redacted]&state=[redacted]');
+    expect(redactUrl('/l/abc?password=hunter2&direct=true')).toBe(
+      '/l/[redacted]?password=[redacted]&direct=true',
+    );
+    expect(redactUrl('/v1/oauth/callback?code=xyz&state=s1')).toBe(
+      '/v1/oauth/callback?code=[redacted]&state=[redacted]',
+    );
     expect(redactUrl('/x?api_key=cmk_123')).toBe('/x?api_key=[redacted]');
     expect(redactUrl('/v1/accounts/me/storage/files/abc')).toBe('/v1/accounts/me/storage/files/abc');
   });
 });
-
-

@@ -7,9 +7,9 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { type TempDir, freePort, makeTempDir } from '@cloudmux/testkit';
+import { freePort, makeTempDir, type TempDir } from '@cloudmux/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HOST, type StartedCli, killCli, startCli } from './cli-process.js';
+import { HOST, killCli, type StartedCli, startCli } from './cli-process.js';
 
 type Cli = StartedCli & { dir: TempDir };
 const started: Cli[] = [];
@@ -17,7 +17,9 @@ const started: Cli[] = [];
 async function start(env: Record<string, string>): Promise<Cli> {
   const dir = await makeTempDir('cloudmux-shutdown-');
   try {
-    const cli = Object.assign(await startCli(await freePort(), { CLOUDMUX_DATA_DIR: dir.path, ...env }), { dir });
+    const cli = Object.assign(await startCli(await freePort(), { CLOUDMUX_DATA_DIR: dir.path, ...env }), {
+      dir,
+    });
     started.push(cli);
     return cli;
   } catch (err) {
@@ -34,7 +36,10 @@ afterEach(async () => {
 });
 
 function devCredentials(cli: Cli): { bearer_token: string; account_id: number } {
-  return JSON.parse(readFileSync(join(cli.dir.path, 'dev-credentials.json'), 'utf8')) as { bearer_token: string; account_id: number };
+  return JSON.parse(readFileSync(join(cli.dir.path, 'dev-credentials.json'), 'utf8')) as {
+    bearer_token: string;
+    account_id: number;
+  };
 }
 
 /** An upload whose body the test feeds by hand. */
@@ -119,7 +124,11 @@ describe('graceful shutdown of `cloudmux start`', () => {
     req.end();
     const result = await response;
     expect(result.status, result.body).toBe(201);
-    expect(JSON.parse(result.body)).toMatchObject({ name: 'slow.bin', size: chunk.length * parts, type: 'file' });
+    expect(JSON.parse(result.body)).toMatchObject({
+      name: 'slow.bin',
+      size: chunk.length * parts,
+      type: 'file',
+    });
     expect(await cli.exited).toEqual({ code: 0, signal: null });
     expect(statSync(join(cli.dir.path, 'files', 'demo', 'slow.bin')).size).toBe(chunk.length * parts);
   });

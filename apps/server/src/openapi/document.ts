@@ -94,7 +94,8 @@ class SchemaSet {
 }
 
 const SHARED_PATH_PARAMS: Record<string, string> = {
-  account: 'Account id (numeric), `me` for the account of a bearer token, or comma-separated ids where a route takes several',
+  account:
+    'Account id (numeric), `me` for the account of a bearer token, or comma-separated ids where a route takes several',
   token: 'The bearer token to revoke',
 };
 
@@ -114,21 +115,22 @@ const HEADER_PARAMS: Record<string, OpenAPIV3_1.ParameterObject> = {
   AsUser: {
     name: 'X-Kloudless-As-User',
     in: 'header',
-    description: 'Act as this user of an admin account (connectors with impersonation only; others answer `not_implemented`)',
+    description:
+      'Act as this user of an admin account (connectors with impersonation only; others answer `not_implemented`)',
     schema: { type: 'string' },
   },
   Metadata: {
     name: 'X-Kloudless-Metadata',
     in: 'header',
-    required: true,
-    description: 'JSON: the name of the new file and its parent folder id (binary uploads)',
+    description: 'JSON: the name of the new file and its parent folder id; required for binary uploads',
     content: { 'application/json': { schema: { $ref: `${COMPONENT}UploadMetadata` } } },
   },
   RawUri: {
     name: 'X-Kloudless-Raw-URI',
     in: 'header',
     required: true,
-    description: 'Pass-through target: a path relative to the service API base, or an absolute URL on its allowed hosts',
+    description:
+      'Pass-through target: a path relative to the service API base, or an absolute URL on its allowed hosts',
     schema: { type: 'string' },
   },
   RawMethod: {
@@ -140,7 +142,8 @@ const HEADER_PARAMS: Record<string, OpenAPIV3_1.ParameterObject> = {
   Async: {
     name: 'X-Kloudless-Async',
     in: 'header',
-    description: '`true`: run as a task; the answer is 202 with a Task to poll at `/v1/accounts/{account}/tasks/{task}`',
+    description:
+      '`true`: run as a task; the answer is 202 with a Task to poll at `/v1/accounts/{account}/tasks/{task}`',
     schema: { type: 'string', enum: ['true', 'false'] },
   },
   Range: {
@@ -154,13 +157,16 @@ const HEADER_PARAMS: Record<string, OpenAPIV3_1.ParameterObject> = {
 const string = { schema: { type: 'string' } } as const;
 const integer = { schema: { type: 'integer' } } as const;
 const HEADERS: Record<string, OpenAPIV3_1.HeaderObject> = {
-  RequestId: { description: 'The request id, also the `id` of an error envelope and the `reqId` of its log lines', ...string },
+  RequestId: {
+    description: 'The request id, also the `id` of an error envelope and the `reqId` of its log lines',
+    ...string,
+  },
   RetryAfter: { description: 'Seconds to wait before retrying', ...integer },
   RateLimitLimit: { description: 'Requests allowed per window for this account', ...integer },
   RateLimitRemaining: { description: 'Requests left in the window', ...integer },
   RateLimitReset: { description: 'Seconds until the window refills', ...integer },
   ContentRange: { description: '`bytes start-end/total` (or `bytes */total` on 416)', ...string },
-  ContentDisposition: { description: '`attachment; filename*=UTF-8\'\'<name>`', ...string },
+  ContentDisposition: { description: "`attachment; filename*=UTF-8''<name>`", ...string },
   AcceptRanges: { description: '`bytes`', ...string },
 };
 
@@ -220,7 +226,8 @@ function errorResponses(route: RouteDoc): Record<string, OpenAPIV3_1.ResponseObj
     };
   }
   out.default = {
-    description: 'Any other error, in the error envelope (`internal_error`, upstream errors such as `bad_gateway`, …)',
+    description:
+      'Any other error, in the error envelope (`internal_error`, upstream errors such as `bad_gateway`, …)',
     headers: { 'X-Request-Id': headerRef('RequestId') },
     content: { 'application/json': { schema: { $ref: `${COMPONENT}Error` } } },
   };
@@ -233,7 +240,8 @@ function operationOf(route: RouteDoc, schemas: SchemaSet, context: DocContext): 
   const parameters: Array<OpenAPIV3_1.ParameterObject | OpenAPIV3_1.ReferenceObject> = [];
   for (const [, name] of route.path.matchAll(/:([A-Za-z_][A-Za-z0-9_]*)/g)) {
     const description = route.params?.[name!] ?? SHARED_PATH_PARAMS[name!];
-    if (!description) throw new Error(`${route.method} ${route.path}: path parameter ${name} has no description`);
+    if (!description)
+      throw new Error(`${route.method} ${route.path}: path parameter ${name} has no description`);
     parameters.push({ name: name!, in: 'path', required: true, description, schema: { type: 'string' } });
   }
   if (route.query) {
@@ -254,24 +262,44 @@ function operationOf(route: RouteDoc, schemas: SchemaSet, context: DocContext): 
   if (route.body) {
     const content: Record<string, OpenAPIV3_1.MediaTypeObject> = {};
     if (route.body.binary) {
-      content['application/octet-stream'] = { schema: { type: 'string', contentMediaType: 'application/octet-stream', description: route.body.binary } };
+      content['application/octet-stream'] = {
+        schema: {
+          type: 'string',
+          contentMediaType: 'application/octet-stream',
+          description: route.body.binary,
+        },
+      };
     }
     if (route.body.json) content['application/json'] = { schema: schemaOf(route.body.json) };
     if (route.body.form) content['application/x-www-form-urlencoded'] = { schema: schemaOf(route.body.form) };
-    operation.requestBody = { required: route.body.required ?? false, content, ...(route.body.description ? { description: route.body.description } : {}) };
+    operation.requestBody = {
+      required: route.body.required ?? false,
+      content,
+      ...(route.body.description ? { description: route.body.description } : {}),
+    };
   }
   const responses: Record<string, OpenAPIV3_1.ResponseObject> = {};
   for (const [status, response] of Object.entries(route.responses)) {
     const headers: Record<string, OpenAPIV3_1.ReferenceObject> = { 'X-Request-Id': headerRef('RequestId') };
     for (const h of response.headers ?? []) {
-      headers[{ ContentRange: 'Content-Range', ContentDisposition: 'Content-Disposition', AcceptRanges: 'Accept-Ranges' }[h]] = headerRef(h);
+      headers[
+        {
+          ContentRange: 'Content-Range',
+          ContentDisposition: 'Content-Disposition',
+          AcceptRanges: 'Accept-Ranges',
+        }[h]
+      ] = headerRef(h);
     }
     const content: Record<string, OpenAPIV3_1.MediaTypeObject> = {};
     if (response.json) content['application/json'] = { schema: schemaOf(response.json) };
     if (response.binary) content['*/*'] = { schema: { type: 'string', description: response.binary } };
     if (response.html) content['text/html'] = { schema: { type: 'string', description: response.html } };
     if (response.text) content['text/plain'] = { schema: { type: 'string', description: response.text } };
-    responses[status] = { description: response.description, headers, ...(Object.keys(content).length ? { content } : {}) };
+    responses[status] = {
+      description: response.description,
+      headers,
+      ...(Object.keys(content).length ? { content } : {}),
+    };
   }
   operation.responses = { ...responses, ...errorResponses(route) };
   return operation;
@@ -288,7 +316,13 @@ function splitQueries(document: OpenAPIV3_1.Document): void {
       const required = new Set(query.required ?? []);
       const expanded = Object.entries(query.properties ?? {}).map(([name, schema]) => {
         const { description, ...rest } = schema as OpenAPIV3_1.SchemaObject;
-        return { name, in: 'query', required: required.has(name), ...(description ? { description } : {}), schema: rest } as OpenAPIV3_1.ParameterObject;
+        return {
+          name,
+          in: 'query',
+          required: required.has(name),
+          ...(description ? { description } : {}),
+          schema: rest,
+        } as OpenAPIV3_1.ParameterObject;
       });
       params.splice(index, 1, ...expanded);
     }
@@ -305,7 +339,8 @@ export function buildOpenApiDocument(options: DocumentOptions): OpenAPIV3_1.Docu
     if (seen.has(key)) throw new Error(`route documented twice: ${key}`);
     seen.add(key);
     const path = openApiPath(route.path);
-    const item = (paths[path] ??= {});
+    const item = paths[path] ?? {};
+    paths[path] = item;
     (item as Record<string, unknown>)[route.method.toLowerCase()] = operationOf(route, schemas, options);
   }
   schemas.convert();
@@ -335,12 +370,14 @@ export function buildOpenApiDocument(options: DocumentOptions): OpenAPIV3_1.Docu
           type: 'apiKey',
           in: 'header',
           name: 'Authorization',
-          description: 'The application API key as `Authorization: APIKey <key>` (`ApiKey`, any case, works too).',
+          description:
+            'The application API key as `Authorization: APIKey <key>` (`ApiKey`, any case, works too).',
         },
         Bearer: {
           type: 'http',
           scheme: 'bearer',
-          description: 'Account bearer tokens: `Authorization: Bearer <token>`, or comma-separated tokens for comma-separated account ids.',
+          description:
+            'Account bearer tokens: `Authorization: Bearer <token>`, or comma-separated tokens for comma-separated account ids.',
         },
       },
       parameters: schemas.resolve(HEADER_PARAMS),

@@ -12,7 +12,10 @@ const METHODS = ['get', 'post', 'put', 'patch', 'delete'] as const;
 const MAX_DEPTH = 4;
 
 export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  return text.replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
+  );
 }
 
 /** Escapes, then renders the `code` spans the descriptions use. */
@@ -39,8 +42,14 @@ function typeLabel(schema: Schema | undefined): string {
   return (
     types
       .map((t) => {
-        if (t === 'array') return `array of ${typeLabel((schema as OpenAPIV3_1.ArraySchemaObject).items as Schema)}`;
-        if (t === 'object' && !schema.properties && schema.additionalProperties && typeof schema.additionalProperties === 'object') {
+        if (t === 'array')
+          return `array of ${typeLabel((schema as OpenAPIV3_1.ArraySchemaObject).items as Schema)}`;
+        if (
+          t === 'object' &&
+          !schema.properties &&
+          schema.additionalProperties &&
+          typeof schema.additionalProperties === 'object'
+        ) {
           return `map of ${typeLabel(schema.additionalProperties as Schema)}`;
         }
         return escapeHtml(String(t));
@@ -55,8 +64,10 @@ function constraints(schema: Schema): string {
   if (schema.maxLength !== undefined) parts.push(`max length ${schema.maxLength}`);
   if (schema.pattern) parts.push(`pattern <code>${escapeHtml(schema.pattern)}</code>`);
   // zod marks every integer with the safe-integer range; only real bounds are worth showing.
-  if (schema.minimum !== undefined && Math.abs(schema.minimum) < Number.MAX_SAFE_INTEGER) parts.push(`≥ ${schema.minimum}`);
-  if (schema.maximum !== undefined && Math.abs(schema.maximum) < Number.MAX_SAFE_INTEGER) parts.push(`≤ ${schema.maximum}`);
+  if (schema.minimum !== undefined && Math.abs(schema.minimum) < Number.MAX_SAFE_INTEGER)
+    parts.push(`≥ ${schema.minimum}`);
+  if (schema.maximum !== undefined && Math.abs(schema.maximum) < Number.MAX_SAFE_INTEGER)
+    parts.push(`≤ ${schema.maximum}`);
   return parts.length ? ` <span class="c">(${parts.join(', ')})</span>` : '';
 }
 
@@ -92,7 +103,10 @@ function schemaBlock(schema: Schema | Ref | undefined): string {
   const head = `<p class="t">${typeLabel(s)}${s.description && !s.$ref ? ` — ${prose(s.description)}` : ''}</p>`;
   if (objects.length === 0) return head;
   const tables = objects
-    .map((o) => `<table class="props"><tr><th>Field</th><th>Type</th><th>Description</th></tr>${propertyRows(o, 0)}</table>`)
+    .map(
+      (o) =>
+        `<table class="props"><tr><th>Field</th><th>Type</th><th>Description</th></tr>${propertyRows(o, 0)}</table>`,
+    )
     .join('');
   return `${s.properties ? '' : head}${tables}`;
 }
@@ -100,18 +114,30 @@ function schemaBlock(schema: Schema | Ref | undefined): string {
 function contentBlock(content: Record<string, OpenAPIV3_1.MediaTypeObject> | undefined): string {
   if (!content) return '';
   return Object.entries(content)
-    .map(([type, media]) => `<div class="media"><span class="mt">${escapeHtml(type)}</span>${schemaBlock(media.schema as Schema)}</div>`)
+    .map(
+      ([type, media]) =>
+        `<div class="media"><span class="mt">${escapeHtml(type)}</span>${schemaBlock(media.schema as Schema)}</div>`,
+    )
     .join('');
 }
 
-function resolveParam(document: OpenAPIV3_1.Document, p: OpenAPIV3_1.ParameterObject | Ref): OpenAPIV3_1.ParameterObject {
+function resolveParam(
+  document: OpenAPIV3_1.Document,
+  p: OpenAPIV3_1.ParameterObject | Ref,
+): OpenAPIV3_1.ParameterObject {
   if ('$ref' in p) return document.components!.parameters![refName(p.$ref)] as OpenAPIV3_1.ParameterObject;
   return p;
 }
 
-function operationHtml(document: OpenAPIV3_1.Document, method: string, path: string, op: OpenAPIV3_1.OperationObject): string {
+function operationHtml(
+  document: OpenAPIV3_1.Document,
+  method: string,
+  path: string,
+  op: OpenAPIV3_1.OperationObject,
+): string {
   const security = (op.security ?? []).map((s) => Object.keys(s)[0]!);
-  const auth = security.length === 0 ? 'none' : security.map((s) => `<a href="#auth-${s}">${s}</a>`).join(' or ');
+  const auth =
+    security.length === 0 ? 'none' : security.map((s) => `<a href="#auth-${s}">${s}</a>`).join(' or ');
   const params = (op.parameters ?? []).map((p) => resolveParam(document, p));
   const paramRows = params
     .map((p) => {
@@ -135,8 +161,12 @@ function operationHtml(document: OpenAPIV3_1.Document, method: string, path: str
     `<h3><span class="m ${method}">${method.toUpperCase()}</span> <code>${escapeHtml(path)}</code></h3>` +
     `<p class="sum">${prose(op.summary)}</p>${op.description ? `<p>${prose(op.description)}</p>` : ''}` +
     `<p class="auth">Authorization: ${auth}</p>` +
-    (paramRows ? `<h4>Parameters</h4><table><tr><th>Name</th><th>In</th><th>Type</th><th>Description</th></tr>${paramRows}</table>` : '') +
-    (body ? `<h4>Request body${body.required ? ' <span class="req">required</span>' : ''}</h4>${prose(body.description)}${contentBlock(body.content as Record<string, OpenAPIV3_1.MediaTypeObject>)}` : '') +
+    (paramRows
+      ? `<h4>Parameters</h4><table><tr><th>Name</th><th>In</th><th>Type</th><th>Description</th></tr>${paramRows}</table>`
+      : '') +
+    (body
+      ? `<h4>Request body${body.required ? ' <span class="req">required</span>' : ''}</h4>${prose(body.description)}${contentBlock(body.content as Record<string, OpenAPIV3_1.MediaTypeObject>)}`
+      : '') +
     `<h4>Responses</h4>${responses}</section>`
   );
 }
@@ -173,23 +203,34 @@ export function renderDocsHtml(document: OpenAPIV3_1.Document): string {
       nav.set(tag, [...(nav.get(tag) ?? []), link]);
     }
   }
-  const tags = [...(document.tags ?? []).map((t) => t.name), ...[...byTag.keys()].filter((t) => !(document.tags ?? []).some((d) => d.name === t))];
+  const tags = [
+    ...(document.tags ?? []).map((t) => t.name),
+    ...[...byTag.keys()].filter((t) => !(document.tags ?? []).some((d) => d.name === t)),
+  ];
   const tagInfo = new Map((document.tags ?? []).map((t) => [t.name, t.description]));
   const sections = tags
     .filter((t) => byTag.has(t))
-    .map((t) => `<h2 class="tag" id="${anchor('tag', t)}">${escapeHtml(t)}</h2><p>${prose(tagInfo.get(t))}</p>${byTag.get(t)!.join('')}`)
+    .map(
+      (t) =>
+        `<h2 class="tag" id="${anchor('tag', t)}">${escapeHtml(t)}</h2><p>${prose(tagInfo.get(t))}</p>${byTag.get(t)!.join('')}`,
+    )
     .join('');
   const schemes = Object.entries(document.components?.securitySchemes ?? {})
-    .map(([name, s]) => `<p id="auth-${name}"><b>${escapeHtml(name)}</b>: ${prose((s as OpenAPIV3_1.SecuritySchemeObject).description)}</p>`)
+    .map(
+      ([name, s]) =>
+        `<p id="auth-${name}"><b>${escapeHtml(name)}</b>: ${prose((s as OpenAPIV3_1.SecuritySchemeObject).description)}</p>`,
+    )
     .join('');
   const schemas = Object.entries(document.components?.schemas ?? {})
-    .map(([name, s]) => `<section class="op" id="${anchor('schema', name)}"><h3>${escapeHtml(name)}</h3>${schemaBlock(s as Schema)}</section>`)
+    .map(
+      ([name, s]) =>
+        `<section class="op" id="${anchor('schema', name)}"><h3>${escapeHtml(name)}</h3>${schemaBlock(s as Schema)}</section>`,
+    )
     .join('');
-  const navHtml =
-    tags
-      .filter((t) => nav.has(t))
-      .map((t) => `<h2><a href="#${anchor('tag', t)}">${escapeHtml(t)}</a></h2>${nav.get(t)!.join('')}`)
-      .join('') + `<h2><a href="#schemas">Schemas</a></h2>`;
+  const navHtml = `${tags
+    .filter((t) => nav.has(t))
+    .map((t) => `<h2><a href="#${anchor('tag', t)}">${escapeHtml(t)}</a></h2>${nav.get(t)!.join('')}`)
+    .join('')}<h2><a href="#schemas">Schemas</a></h2>`;
   const { info } = document;
   return (
     '<!doctype html><html lang="en"><head><meta charset="utf-8">' +

@@ -15,7 +15,15 @@ export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 export type RouteAuth = 'none' | 'api_key' | 'account' | 'bearer';
 
 /** Request headers documented once in `components.parameters`. */
-export type HeaderParam = 'RawData' | 'RawHeaders' | 'AsUser' | 'Metadata' | 'Range' | 'RawUri' | 'RawMethod' | 'Async';
+export type HeaderParam =
+  | 'RawData'
+  | 'RawHeaders'
+  | 'AsUser'
+  | 'Metadata'
+  | 'Range'
+  | 'RawUri'
+  | 'RawMethod'
+  | 'Async';
 
 /** What the document builder knows about the server it describes. */
 export interface DocContext {

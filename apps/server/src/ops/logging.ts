@@ -45,7 +45,8 @@ export const REDACT_PATHS = [
 export const REDACTED = '[redacted]';
 
 // Query parameters that carry secrets (link passwords, OAuth codes and state, tokens, keys).
-const SECRET_QUERY = /([?&](?:password|token|access_token|refresh_token|code|client_secret|state|api_key|key)=)[^&#]*/gi;
+const SECRET_QUERY =
+  /([?&](?:password|token|access_token|refresh_token|code|client_secret|state|api_key|key)=)[^&#]*/gi;
 // Path segments that are secrets: account tokens in `/tokens/{token}`, public link ids in `/l/{id}`
 // (the link id is the link's capability), and any Cloudmux key or token.
 const SECRET_SEGMENT = /(\/tokens\/|\/l\/)[^/?#]+|\b(?:cmt|cmk)_[A-Za-z0-9_-]+/g;
@@ -53,7 +54,9 @@ const SECRET_SEGMENT = /(\/tokens\/|\/l\/)[^/?#]+|\b(?:cmt|cmk)_[A-Za-z0-9_-]+/g
 /** A URL as it may be logged. */
 export function redactUrl(url: string): string {
   return url
-    .replace(SECRET_SEGMENT, (match, prefix: string | undefined) => (prefix ? `${prefix}${REDACTED}` : REDACTED))
+    .replace(SECRET_SEGMENT, (_match, prefix: string | undefined) =>
+      prefix ? `${prefix}${REDACTED}` : REDACTED,
+    )
     .replace(SECRET_QUERY, `$1${REDACTED}`);
 }
 
@@ -64,7 +67,11 @@ export function createLogger(level: string, destination?: DestinationStream): Pi
     base: { service: 'cloudmux' },
     redact: { paths: REDACT_PATHS, censor: REDACTED },
     serializers: {
-      req: (req: { method: string; url: string; ip?: string }) => ({ method: req.method, url: redactUrl(req.url), ip: req.ip }),
+      req: (req: { method: string; url: string; ip?: string }) => ({
+        method: req.method,
+        url: redactUrl(req.url),
+        ip: req.ip,
+      }),
     },
     mixin: (_object, _level, logger) => {
       const context = currentRequest();

@@ -5,7 +5,7 @@
  * Requests are labelled by route pattern (`/v1/accounts/:account/storage/files/:id`), never by raw
  * URL: ids and tokens in paths would explode the series count and leak into dashboards.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { ServerDeps } from '../http/deps.js';
 import { currentRequest } from './context.js';
 

@@ -8,17 +8,21 @@ import pkg from '../../package.json' with { type: 'json' };
 import type { ServerDeps } from '../http/deps.js';
 import { buildOpenApiDocument } from '../openapi/document.js';
 import { renderDocsHtml } from '../openapi/html.js';
-import { sendJson } from './util.js';
 
 // The page has inline styles only: everything else is refused, so a CDN reference could not load.
-const DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const DOCS_CSP =
+  "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 export function registerOpenapiRoutes(app: FastifyInstance, deps: ServerDeps): void {
   let cached: { document: OpenAPIV3_1.Document; json: string; html: string } | undefined;
   // Built on first use: the document depends only on the route table, the connectors and the public URL.
   const built = () =>
     (cached ??= (() => {
-      const document = buildOpenApiDocument({ publicUrl: deps.config.publicUrl, version: pkg.version, connectors: deps.registry.all() });
+      const document = buildOpenApiDocument({
+        publicUrl: deps.config.publicUrl,
+        version: pkg.version,
+        connectors: deps.registry.all(),
+      });
       return { document, json: JSON.stringify(document), html: renderDocsHtml(document) };
     })());
 
@@ -36,4 +40,3 @@ export function registerOpenapiRoutes(app: FastifyInstance, deps: ServerDeps): v
       .send(built().html),
   );
 }
-

@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServerDeps } from '../http/deps.js';
 import { runInRequest } from '../ops/context.js';
-import { UNMATCHED_ROUTE, markLive, metricsOf } from '../ops/metrics.js';
+import { markLive, metricsOf, UNMATCHED_ROUTE } from '../ops/metrics.js';
 
 /** nginx's "client closed request": the response never finished. */
 const CLIENT_CLOSED = 499;
@@ -36,6 +36,10 @@ export function registerOpsRoutes(app: FastifyInstance, deps: ServerDeps): void 
 
   app.get('/metrics', async (_request, reply) => {
     const { contentType, body } = await metrics.render();
-    return reply.status(200).header('content-type', contentType).header('cache-control', 'no-store').send(body);
+    return reply
+      .status(200)
+      .header('content-type', contentType)
+      .header('cache-control', 'no-store')
+      .send(body);
   });
 }

@@ -42,7 +42,8 @@ export const accountRoutes: RouteDoc[] = [
     operationId: 'listAccounts',
     tag: 'Accounts',
     summary: 'List accounts',
-    description: 'With the API key: the application’s accounts. With bearer tokens: the tokens’ own accounts.',
+    description:
+      'With the API key: the application’s accounts. With bearer tokens: the tokens’ own accounts.',
     auth: 'account',
     query: queries.accountList,
     responses: { 200: { description: 'A page of accounts (with `total`).', json: named.AccountList } },
@@ -89,7 +90,9 @@ export const accountRoutes: RouteDoc[] = [
     summary: 'Mint a bearer token for an account',
     auth: 'api_key',
     body: { json: bodies.createToken },
-    responses: { 201: { description: 'The new token (shown once; stored hashed).', json: replies.accountToken } },
+    responses: {
+      201: { description: 'The new token (shown once; stored hashed).', json: replies.accountToken },
+    },
     errors: ['invalid_parameters', 'forbidden'],
   },
   {

@@ -9,7 +9,9 @@ export const eventRoutes: RouteDoc[] = [
     tag: 'Events',
     summary: 'The latest event cursor',
     auth: 'account',
-    responses: { 200: { description: 'An integer cursor to start reading events from.', json: replies.eventsLatest } },
+    responses: {
+      200: { description: 'An integer cursor to start reading events from.', json: replies.eventsLatest },
+    },
     errors: ['invalid_parameters'],
   },
   {
@@ -18,7 +20,8 @@ export const eventRoutes: RouteDoc[] = [
     operationId: 'listEvents',
     tag: 'Events',
     summary: 'Events after a cursor',
-    description: 'Changes made through Cloudmux (and, for `local`, on disk); read while `remaining` is above 0.',
+    description:
+      'Changes made through Cloudmux (and, for `local`, on disk); read while `remaining` is above 0.',
     auth: 'account',
     query: queries.events,
     headers: ['RawData'],

@@ -28,15 +28,25 @@ export const ROUTE_DOCS: readonly RouteDoc[] = [
 
 /** Tags in reference order, with their descriptions. */
 export const TAGS: ReadonlyArray<{ name: string; description: string }> = [
-  { name: 'Accounts', description: 'Connected accounts, their bearer tokens, and the installed connectors (Kloudless core API).' },
+  {
+    name: 'Accounts',
+    description:
+      'Connected accounts, their bearer tokens, and the installed connectors (Kloudless core API).',
+  },
   { name: 'Files', description: 'Storage API: files.' },
   { name: 'Folders', description: 'Storage API: folders.' },
   { name: 'Links', description: 'Storage API: links hosted by Cloudmux, and the public link URL.' },
   { name: 'Search', description: 'Storage API: search and recent files, across several accounts.' },
   { name: 'Multipart', description: 'Storage API: multipart (chunked) uploads; parts in any order.' },
-  { name: 'Permissions and properties', description: 'Storage API: sharing grants and custom key/value metadata, where the connector has them.' },
+  {
+    name: 'Permissions and properties',
+    description: 'Storage API: sharing grants and custom key/value metadata, where the connector has them.',
+  },
   { name: 'Events', description: 'The event stream of an account.' },
   { name: 'Tasks', description: 'Asynchronous requests (`X-Kloudless-Async`) and their results.' },
-  { name: 'Pass-through', description: 'Raw requests to the service with the account’s credentials, and raw id conversion.' },
+  {
+    name: 'Pass-through',
+    description: 'Raw requests to the service with the account’s credentials, and raw id conversion.',
+  },
   { name: 'Operations', description: 'Health, readiness, metrics and this reference.' },
 ];

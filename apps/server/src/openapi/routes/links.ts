@@ -83,7 +83,11 @@ export const linkRoutes: RouteDoc[] = [
         html: 'Link page or password form',
         headers: ['ContentDisposition', 'AcceptRanges'],
       },
-      206: { description: 'The requested range of the file.', binary: 'The requested bytes', headers: ['ContentRange'] },
+      206: {
+        description: 'The requested range of the file.',
+        binary: 'The requested bytes',
+        headers: ['ContentRange'],
+      },
     },
     errors: ['not_found', 'forbidden'],
   },
@@ -93,7 +97,8 @@ export const linkRoutes: RouteDoc[] = [
     operationId: 'unlockLink',
     tag: 'Links',
     summary: 'Enter a link password',
-    description: 'The password form posts here; the right password sets a short-lived cookie and redirects (303) to the link.',
+    description:
+      'The password form posts here; the right password sets a short-lived cookie and redirects (303) to the link.',
     auth: 'none',
     params: { id: 'Link id' },
     body: { required: true, form: bodies.linkPassword },

@@ -16,7 +16,9 @@ export const multipartRoutes: RouteDoc[] = [
     query: queries.overwrite,
     headers: SCOPE_HEADERS,
     body: { required: true, json: bodies.initMultipart },
-    responses: { 201: { description: 'The session, with `part_size` and `parallel_uploads`.', json: replies.multipart } },
+    responses: {
+      201: { description: 'The session, with `part_size` and `parallel_uploads`.', json: replies.multipart },
+    },
     errors: ['invalid_parameters', 'invalid_parent_folder', 'insufficient_storage'],
   },
   {

@@ -52,7 +52,8 @@ export const opsRoutes: RouteDoc[] = [
     operationId: 'docs',
     tag: 'Operations',
     summary: 'API reference page',
-    description: 'A static HTML rendering of the OpenAPI document, served without external scripts or styles.',
+    description:
+      'A static HTML rendering of the OpenAPI document, served without external scripts or styles.',
     auth: 'none',
     responses: { 200: { description: 'The reference page.', html: 'HTML page' } },
   },

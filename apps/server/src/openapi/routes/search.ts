@@ -11,11 +11,14 @@ export const searchRoutes: RouteDoc[] = [
     operationId: 'search',
     tag: 'Search',
     summary: 'Search files and folders',
-    description: 'The path may name several accounts; results come account after account, each object with its own `account`.',
+    description:
+      'The path may name several accounts; results come account after account, each object with its own `account`.',
     auth: 'account',
     query: queries.search,
     headers: SCOPE_HEADERS,
-    responses: { 200: { description: 'A page of matches (empty when nothing matches).', json: named.StorageItemList } },
+    responses: {
+      200: { description: 'A page of matches (empty when nothing matches).', json: named.StorageItemList },
+    },
     errors: ['invalid_parameters', 'invalid_parent_folder', 'not_implemented'],
   },
   {

@@ -25,7 +25,13 @@ export const storageRoutes: RouteDoc[] = [
     headers: ['Metadata', ...SCOPE_HEADERS],
     body: { required: true, binary: 'The file contents', json: bodies.urlUpload },
     responses: { 201: { description: 'The uploaded file.', json: named.File } },
-    errors: ['invalid_parameters', 'invalid_parent_folder', 'naming_conflict', 'not_implemented', 'insufficient_storage'],
+    errors: [
+      'invalid_parameters',
+      'invalid_parent_folder',
+      'naming_conflict',
+      'not_implemented',
+      'insufficient_storage',
+    ],
   },
   {
     method: 'GET',
@@ -49,9 +55,22 @@ export const storageRoutes: RouteDoc[] = [
     params: fileId,
     headers: ['Range', ...SCOPE_HEADERS],
     responses: {
-      200: { description: 'The whole file.', binary: 'The file contents', headers: ['ContentDisposition', 'AcceptRanges'] },
-      206: { description: 'The requested range.', binary: 'The requested bytes', headers: ['ContentRange', 'ContentDisposition', 'AcceptRanges'] },
-      416: { description: 'The range starts past the end (`invalid_parameters`, with `Content-Range: bytes */size`).', json: named.Error, headers: ['ContentRange'] },
+      200: {
+        description: 'The whole file.',
+        binary: 'The file contents',
+        headers: ['ContentDisposition', 'AcceptRanges'],
+      },
+      206: {
+        description: 'The requested range.',
+        binary: 'The requested bytes',
+        headers: ['ContentRange', 'ContentDisposition', 'AcceptRanges'],
+      },
+      416: {
+        description:
+          'The range starts past the end (`invalid_parameters`, with `Content-Range: bytes */size`).',
+        json: named.Error,
+        headers: ['ContentRange'],
+      },
     },
   },
   {
@@ -73,7 +92,8 @@ export const storageRoutes: RouteDoc[] = [
     operationId: 'updateFile',
     tag: 'Files',
     summary: 'Rename or move a file',
-    description: 'With `account`, the file moves to another account of the same principal (copied there, then deleted here).',
+    description:
+      'With `account`, the file moves to another account of the same principal (copied there, then deleted here).',
     auth: 'account',
     params: fileId,
     headers: SCOPE_HEADERS,
@@ -122,7 +142,10 @@ export const storageRoutes: RouteDoc[] = [
     body: { required: true, json: bodies.createFolder },
     responses: {
       201: { description: 'The new folder.', json: named.Folder },
-      200: { description: 'The folder existed (`conflict_if_exists=false`): the existing one.', json: named.Folder },
+      200: {
+        description: 'The folder existed (`conflict_if_exists=false`): the existing one.',
+        json: named.Folder,
+      },
     },
     errors: ['invalid_parameters', 'invalid_parent_folder', 'naming_conflict'],
   },
@@ -187,7 +210,8 @@ export const storageRoutes: RouteDoc[] = [
     operationId: 'deleteFolder',
     tag: 'Folders',
     summary: 'Delete a folder',
-    description: 'A non-empty folder needs `recursive=true` (else 403 `folder_not_empty`); the root cannot be deleted.',
+    description:
+      'A non-empty folder needs `recursive=true` (else 403 `folder_not_empty`); the root cannot be deleted.',
     auth: 'account',
     params: folderId,
     query: queries.folderDeleteAsync,

@@ -14,7 +14,9 @@ export const taskRoutes: RouteDoc[] = [
       'its error envelope with that status).',
     auth: 'account',
     params: { task: 'Task id' },
-    responses: { 200: { description: 'The running Task, or the finished request’s object.', json: named.Task } },
+    responses: {
+      200: { description: 'The running Task, or the finished request’s object.', json: named.Task },
+    },
     errors: ['invalid_parameters'],
   },
 ];
