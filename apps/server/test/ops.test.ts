@@ -304,18 +304,35 @@ describe.each(STORE_KINDS)('logs on %s', (store) => {
         body: JSON.stringify({ service: 'nope', api_key: bodyKey, password: linkPassword }),
       }),
     );
-    // A link password in a query string and in a form body, and a wrong bearer token.
+    // A link password in a query string.
     responses.push(
       await call(`/v1/accounts/${accountId}/storage/folders/root?password=${linkPassword}`, {
         headers: apiKeyAuth,
       }),
     );
+    // A password link: its page, a wrong password and the right one posted to the public URL.
+    const uploaded = await call(`/v1/accounts/${accountId}/storage/files`, {
+      method: 'POST',
+      headers: {
+        ...apiKeyAuth,
+        'content-type': 'application/octet-stream',
+        'x-kloudless-metadata': JSON.stringify({ name: 'shared.txt', parent_id: 'root' }),
+      },
+      body: 'shared',
+    });
+    const fileId = ((await uploaded.json()) as { id: string }).id;
+    const linkRes = await call(`/v1/accounts/${accountId}/storage/links`, {
+      method: 'POST',
+      headers: { ...apiKeyAuth, 'content-type': 'application/json' },
+      body: JSON.stringify({ file_id: fileId, password: linkPassword }),
+    });
+    expect(linkRes.status).toBe(201);
+    const linkId = ((await linkRes.json()) as { id: string }).id;
+    const form = { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html' };
+    responses.push(await call(`/l/${linkId}`, { headers: { accept: 'text/html' } }));
+    responses.push(await call(`/l/${linkId}`, { method: 'POST', headers: form, body: `password=${linkPassword}x` }));
     responses.push(
-      await call('/v1/links/nowhere', {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: `password=${linkPassword}`,
-      }),
+      await call(`/l/${linkId}`, { method: 'POST', headers: form, body: `password=${linkPassword}`, redirect: 'manual' }),
     );
     responses.push(await call('/v1/accounts/me', { headers: { authorization: `Bearer ${bearer}x` } }));
     // A token in the path (revocation) — the last use of the bearer token.
@@ -323,11 +340,11 @@ describe.each(STORE_KINDS)('logs on %s', (store) => {
       await call(`/v1/accounts/${accountId}/tokens/${bearer}`, { method: 'DELETE', headers: apiKeyAuth }),
     );
 
-    expect(responses.map((r) => r.status)).toEqual([200, 503, 400, 200, 404, 401, 204]);
+    expect(responses.map((r) => r.status)).toEqual([200, 503, 400, 200, 200, 401, 303, 401, 204]);
     const ids = new Set(responses.map((r) => r.headers.get('x-request-id')));
 
     const raw = t.raw();
-    for (const secret of [t.apiKey, bearer, bodyKey, linkPassword, UPSTREAM_SECRET])
+    for (const secret of [t.apiKey, bearer, bodyKey, linkPassword, linkId, UPSTREAM_SECRET])
       expect(raw).not.toContain(secret);
     expect(raw).toContain('[redacted]');
 
