@@ -1,6 +1,6 @@
 /**
  * Prometheus metrics, one registry per server instance (tests run several servers in one process,
- * and prom-client's global registry would mix their counts).
+ * and prom-client's global registry would mix their counts), plus the process metrics.
  *
  * Requests are labelled by route pattern (`/v1/accounts/:account/storage/files/:id`), never by raw
  * URL: ids and tokens in paths would explode the series count and leak into dashboards.
@@ -30,9 +30,19 @@ export interface ServerMetrics {
   render(): Promise<{ contentType: string; body: string }>;
 }
 
+// Process metrics (CPU, memory, event loop, GC) describe the process, not a server, and their
+// collectors keep samplers running: one set per process, shown by every server's /metrics.
+let processRegistry: Registry | undefined;
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
 export function createMetrics(): ServerMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
   const requests = new Counter({
     name: 'cloudmux_http_requests_total',
     help: 'HTTP requests answered, by method, route pattern and status code.',
@@ -76,7 +86,10 @@ export function createMetrics(): ServerMetrics {
     },
     requestStarted: () => inFlight.inc(),
     requestFinished: () => inFlight.dec(),
-    render: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
+    render: async () => {
+      const all = Registry.merge([processMetrics(), registry]);
+      return { contentType: registry.contentType, body: await all.metrics() };
+    },
   };
 }
 
