@@ -1,8 +1,12 @@
 /** The connectors this server serves: one explicit list (a third-party connector is one more import). */
-import type { AnyConnectorDefinition } from '@cloudmux/core';
+import { azure } from '@cloudmux/connector-azure';
+import { ftp } from '@cloudmux/connector-ftp';
 import { local } from '@cloudmux/connector-local';
+import { s3 } from '@cloudmux/connector-s3';
+import { smb } from '@cloudmux/connector-smb';
+import type { AnyConnectorDefinition } from '@cloudmux/core';
 
-export const defaultConnectors: readonly AnyConnectorDefinition[] = [local];
+export const defaultConnectors: readonly AnyConnectorDefinition[] = [local, ftp, smb, s3, azure];
 
 export class ConnectorRegistry {
   readonly #byService = new Map<string, AnyConnectorDefinition>();
