@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { CloudmuxError } from '@cloudmux/core';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger as PinoLogger } from 'pino';
 import { registerAccountRoutes } from '../routes/accounts.js';
 import { registerStorageRoutes } from '../routes/storage.js';
@@ -36,6 +36,62 @@ const CORS_HEADERS = [
   'X-Explorer-Id',
 ].join(', ');
 const CORS_EXPOSE = 'Content-Range, Content-Length, Content-Disposition, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, X-Request-Id';
+/** A refused JSON body is read and discarded up to this much, so the client can send it and read the 400. */
+const DRAIN_LIMIT = 64 * 1024 * 1024;
+
+/** Route patterns by method, to tell a wrong method (405) from an unknown path (404). */
+class RouteMethods {
+  readonly #routes: Array<{ pattern: RegExp; methods: Set<string> }> = [];
+
+  add(url: string, method: string | string[]): void {
+    const segment = (s: string) => {
+      if (s.startsWith(':')) return '[^/]+';
+      return s === '*' ? '.*' : s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    };
+    const source = url.replace(/\/+$/, '').split('/').map(segment).join('/');
+    const pattern = new RegExp(`^${source}$`);
+    let entry = this.#routes.find((r) => r.pattern.source === pattern.source);
+    if (!entry) this.#routes.push((entry = { pattern, methods: new Set() }));
+    for (const m of Array.isArray(method) ? method : [method]) entry.methods.add(m.toUpperCase());
+  }
+
+  /** The methods some route serves on this path (the same normalisation as the router's options). */
+  allowed(url: string): string[] {
+    const path = (url.split('?')[0] ?? '').replace(/\/{2,}/g, '/').replace(/\/+$/, '');
+    const methods = new Set<string>();
+    for (const route of this.#routes) {
+      if (route.pattern.test(path)) for (const m of route.methods) methods.add(m);
+    }
+    return [...methods];
+  }
+}
+
+/**
+ * Reads and discards the rest of a request body the server refused (bounded), so the client is
+ * not reset while still sending and the connection stays usable. False when it was too large.
+ */
+function drainBody(request: FastifyRequest): Promise<boolean> {
+  const raw = request.raw;
+  if (raw.readableEnded || raw.destroyed) return Promise.resolve(!raw.destroyed);
+  return new Promise((resolve) => {
+    let seen = 0;
+    const finish = (ok: boolean) => {
+      raw.off('data', onData).off('end', onEnd).off('error', onError);
+      resolve(ok);
+    };
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > DRAIN_LIMIT) {
+        raw.pause();
+        finish(false);
+      }
+    };
+    const onEnd = () => finish(true);
+    const onError = () => finish(false);
+    raw.on('data', onData).once('end', onEnd).once('error', onError);
+    raw.resume();
+  });
+}
 
 export function buildApp(deps: ServerDeps, options: BuildAppOptions): FastifyInstance {
   const app = Fastify({
@@ -46,7 +102,11 @@ export function buildApp(deps: ServerDeps, options: BuildAppOptions): FastifyIns
     return503OnClosing: true,
     // Uploads are long: no request timeout; idle sockets still time out.
     requestTimeout: 0,
+    // Malformed URLs (bad percent-encoding, overlong ids) get the envelope too, not Fastify's own body.
+    frameworkErrors: (err, request, reply) => sendError(request, reply, err),
   });
+  const routes = new RouteMethods();
+  app.addHook('onRoute', (route) => routes.add(route.url, route.method));
 
   // JSON: an empty body (the SDKs send `Content-Type: application/json` with nothing) is no body.
   app.removeContentTypeParser('application/json');
@@ -88,10 +148,25 @@ export function buildApp(deps: ServerDeps, options: BuildAppOptions): FastifyIns
     return payload;
   });
 
-  app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
-  app.setNotFoundHandler((request, reply) =>
-    sendError(request, reply, new CloudmuxError('not_found', `No route for ${request.method} ${request.url.split('?')[0]}.`)),
-  );
+  app.setErrorHandler(async (err, request, reply) => {
+    if ((err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      const declared = Number(request.headers['content-length']);
+      // Fastify asks for `Connection: close` after a body error; drained, the connection can stay.
+      if (!(declared > DRAIN_LIMIT) && (await drainBody(request))) reply.removeHeader('connection');
+    }
+    return sendError(request, reply, err);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0];
+    const allowed = routes.allowed(request.url);
+    if (allowed.length > 0) {
+      reply.header('allow', allowed.join(', '));
+      const message = `${request.method} is not allowed on ${path}; use ${allowed.join(', ')}.`;
+      return sendError(request, reply, new CloudmuxError('method_not_allowed', message));
+    }
+    const notFound = `No route for ${request.method} ${path}.`;
+    return sendError(request, reply, new CloudmuxError('not_found', notFound));
+  });
 
   app.get('/health', async (_request, reply) => sendJson(reply, 200, { status: 'ok' }));
   app.get('/ready', async (_request, reply) => {

@@ -48,8 +48,9 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: unk
   else request.log.info({ code: error.code, upstream: error.upstream }, error.message);
   if (error.headers) for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
   if (error.retryAfter !== undefined) reply.header('Retry-After', String(error.retryAfter));
+  // A Buffer keeps Fastify from adding `; charset=utf-8` where no onSend hook runs (URL errors).
   return reply
     .status(error.status)
     .header('content-type', 'application/json')
-    .send(JSON.stringify(error.toEnvelope(request.id)));
+    .send(Buffer.from(JSON.stringify(error.toEnvelope(request.id))));
 }
