@@ -1,3 +1,4 @@
 import { cloudmuxVitestConfig } from '@cloudmux/vitest-config';
 
-export default cloudmuxVitestConfig();
+// --expose-gc: the memory test collects garbage before it takes its baseline.
+export default cloudmuxVitestConfig({ test: { execArgv: ['--expose-gc'] } });

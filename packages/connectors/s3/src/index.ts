@@ -17,6 +17,7 @@ export {
   ChunkReader,
   COPY_MAX,
   DEFAULT_PART_SIZE,
+  DEFAULT_UPLOAD_LIMITS,
   MAX_PART_SIZE,
   MAX_PARTS,
   MEMORY_PART_MAX,
@@ -24,6 +25,7 @@ export {
   partSizeForSize,
   partSizeForUnknown,
   SINGLE_PUT_MAX,
+  type UploadLimits,
 } from './upload.js';
 export { parseXml } from './xml.js';
 
@@ -31,7 +33,9 @@ export { parseXml } from './xml.js';
 export function createS3Storage(
   http: Http,
   settings: ResolvedS3Settings,
-  options: { scratchDir: string; log: Logger } & Partial<Pick<S3StorageOptions, 'searchScanLimit' | 'listRequestsPerPage'>>,
+  options: { scratchDir: string; log: Logger } & Partial<
+    Pick<S3StorageOptions, 'searchScanLimit' | 'listRequestsPerPage' | 'limits'>
+  >,
 ): S3Storage {
   const client = new S3Client(http, settings, options.log);
   return new S3Storage({ client, keys: new KeySpace(settings.bucket, settings.prefix), ...options });

@@ -30,13 +30,13 @@ import { mimeTypeFor } from './mime.js';
 import {
   ChunkReader,
   COPY_MAX,
+  DEFAULT_UPLOAD_LIMITS,
   exactLength,
   MAX_PART_SIZE,
   MAX_PARTS,
-  MEMORY_PART_MAX,
   MiB,
   MIN_PART_SIZE,
-  SINGLE_PUT_MAX,
+  type UploadLimits,
   uploadMultipart,
 } from './upload.js';
 
@@ -55,6 +55,7 @@ export interface S3StorageOptions {
   searchScanLimit?: number;
   /** Most ListObjectsV2 requests one `list` call makes to fill a page. */
   listRequestsPerPage?: number;
+  limits?: Partial<UploadLimits>;
 }
 
 function notFound(what = 'file or folder'): CloudmuxError {
@@ -156,8 +157,10 @@ export class S3Storage implements StorageApi {
   private readonly log: Logger;
   private readonly searchScanLimit: number;
   private readonly listRequestsPerPage: number;
+  private readonly limits: UploadLimits;
 
   constructor(options: S3StorageOptions) {
+    this.limits = { ...DEFAULT_UPLOAD_LIMITS, ...options.limits };
     this.client = options.client;
     this.keys = options.keys;
     this.scratchDir = options.scratchDir;
@@ -337,14 +340,14 @@ export class S3Storage implements StorageApi {
       }
       items.push(...entries.map((e) => e.item));
       if (!result.truncated) return { items, cursor: null };
-      // Continue with the server's token, unless the answer ended on a common prefix that sorts
-      // after its last key: some servers (s3rver) resume a token from the last key and would
-      // repeat that prefix, so go on past the prefix instead.
-      const lastObject = result.objects.at(-1)?.key;
-      const lastPrefix = [...result.prefixes].sort(compareKeys).at(-1);
-      if (lastPrefix !== undefined && (lastObject === undefined || compareKeys(lastPrefix, lastObject) > 0)) {
+      if (result.objects.length + result.prefixes.length > room) {
+        // The server did not count common prefixes in max-keys (s3rver); its token resumes after
+        // its last key and would repeat prefixes listed past it. Go on after the last entry instead.
+        const lastObject = result.objects.at(-1)?.key;
+        const lastPrefix = [...result.prefixes].sort(compareKeys).at(-1);
+        const prefixLast = lastPrefix !== undefined && (lastObject === undefined || compareKeys(lastPrefix, lastObject) > 0);
         token = undefined;
-        after = pastPrefix(lastPrefix);
+        after = prefixLast ? pastPrefix(lastPrefix!) : lastObject!;
       } else {
         token = result.nextToken!;
         after = undefined;
@@ -420,7 +423,7 @@ export class S3Storage implements StorageApi {
   ): Promise<void> {
     const { size, contentType, ifNoneMatch, signal } = options;
     const common = { contentType, ifNoneMatch, ...(signal ? { signal } : {}) };
-    if (size !== null && size <= SINGLE_PUT_MAX) {
+    if (size !== null && size <= this.limits.singlePutMax) {
       if (size === 0) {
         // Drain whatever an empty body holds (nothing), so the source ends cleanly.
         const reader = new ChunkReader(body);
@@ -442,19 +445,21 @@ export class S3Storage implements StorageApi {
     const reader = new ChunkReader(body);
     if (size === null) {
       // Unknown size: what fits in one PutObject is sent as one (rclone's streaming cutoff idea).
-      const head = await reader.readBuffer(SINGLE_PUT_MAX);
+      let head: Buffer | undefined = await reader.readBuffer(this.limits.singlePutMax);
       if (!(await reader.hasMore())) {
         await this.client.putObject(key, { kind: 'buffer', data: head }, common);
         return;
       }
-      await uploadMultipart(this.client, key, reader, { size: null, head, ...common }, this.env());
+      const multipart = { size: null, head, ...common };
+      head = undefined;
+      await uploadMultipart(this.client, key, reader, multipart, this.env());
       return;
     }
     await uploadMultipart(this.client, key, reader, { size, ...common }, this.env());
   }
 
   private env() {
-    return { scratchDir: this.scratchDir, log: this.log };
+    return { scratchDir: this.scratchDir, log: this.log, limits: this.limits };
   }
 
   async createFolder(parentRawId: string, name: string): Promise<StorageItem> {
@@ -793,7 +798,7 @@ export class S3Storage implements StorageApi {
           throw new CloudmuxError('invalid_parameters', `A part holds at most ${MAX_PART_SIZE} bytes.`, { service: SERVICE });
         }
         let etag: string;
-        if (size <= MEMORY_PART_MAX) {
+        if (size <= this.limits.memoryPartMax) {
           // Small enough to hold: a Buffer body is signed and can be retried.
           const reader = new ChunkReader(body);
           const data = await reader.readBuffer(size);

@@ -29,22 +29,38 @@ export const DEFAULT_PART_SIZE = 8 * MiB;
 export const SINGLE_PUT_MAX = 16 * MiB;
 export const MEMORY_PART_MAX = 16 * MiB;
 
+/** Upload sizes; tests lower them to reach the multipart and spooling paths with small bodies. */
+export interface UploadLimits {
+  /** Smallest part of a multipart upload (raised to fit 10,000 parts). */
+  partSize: number;
+  /** Largest body sent as one PutObject. */
+  singlePutMax: number;
+  /** Largest part held in memory; larger parts are spooled to the scratch directory. */
+  memoryPartMax: number;
+}
+
+export const DEFAULT_UPLOAD_LIMITS: Readonly<UploadLimits> = Object.freeze({
+  partSize: DEFAULT_PART_SIZE,
+  singlePutMax: SINGLE_PUT_MAX,
+  memoryPartMax: MEMORY_PART_MAX,
+});
+
 /** Part size for a body of known size: 8 MiB, raised (in whole MiB) so the parts fit in 10,000. */
-export function partSizeForSize(size: number): number {
+export function partSizeForSize(size: number, base = DEFAULT_PART_SIZE): number {
   if (size > MAX_OBJECT_SIZE) {
     throw new CloudmuxError('bad_request', `S3 objects are at most ${MAX_OBJECT_SIZE} bytes.`, { service: SERVICE });
   }
-  return Math.max(DEFAULT_PART_SIZE, Math.ceil(size / MAX_PARTS / MiB) * MiB);
+  return Math.max(base, Math.ceil(size / MAX_PARTS / MiB) * MiB);
 }
 
 /**
  * Part sizes for a stream of unknown size grow with the part number (parts need not be equal, only
  * ≥ 5 MiB except the last): 8 MiB × 1000, 64 MiB × 4000, then 512 MiB, about 2.7 TiB in all.
  */
-export function partSizeForUnknown(partNumber: number): number {
-  if (partNumber <= 1000) return DEFAULT_PART_SIZE;
-  if (partNumber <= 5000) return 64 * MiB;
-  return 512 * MiB;
+export function partSizeForUnknown(partNumber: number, base = DEFAULT_PART_SIZE): number {
+  if (partNumber <= 1000) return base;
+  if (partNumber <= 5000) return Math.min(MAX_PART_SIZE, base * 8);
+  return Math.min(MAX_PART_SIZE, base * 64);
 }
 
 /** Reads exact byte counts from a stream without holding more than the bytes asked for. */
@@ -98,12 +114,17 @@ export class ChunkReader {
     return total;
   }
 
+  /** Up to `limit` bytes copied into one buffer (no list of chunks, no second copy). */
   async readBuffer(limit: number): Promise<Buffer> {
-    const chunks: Buffer[] = [];
-    const total = await this.pump(limit, (c) => {
-      chunks.push(c);
+    let out: Buffer | null = null;
+    let filled = 0;
+    await this.pump(limit, (c) => {
+      // Allocate on the first byte: an empty body costs nothing.
+      out ??= Buffer.allocUnsafeSlow(limit);
+      filled += c.copy(out, filled);
     });
-    return Buffer.concat(chunks, total);
+    if (!out) return Buffer.alloc(0);
+    return filled === limit ? out : (out as Buffer).subarray(0, filled);
   }
 
   async readToFile(limit: number, path: string): Promise<number> {
@@ -140,8 +161,8 @@ interface StagedPart {
   cleanup(): Promise<void>;
 }
 
-async function stagePart(reader: ChunkReader, size: number, scratchDir: string): Promise<StagedPart> {
-  if (size <= MEMORY_PART_MAX) {
+async function stagePart(reader: ChunkReader, size: number, scratchDir: string, memoryMax: number): Promise<StagedPart> {
+  if (size <= memoryMax) {
     const data = await reader.readBuffer(size);
     return { body: { kind: 'buffer', data }, length: data.length, cleanup: async () => {} };
   }
@@ -218,15 +239,19 @@ export async function uploadMultipart(
   key: string,
   reader: ChunkReader,
   options: MultipartOptions,
-  env: { scratchDir: string; log: Logger },
+  env: { scratchDir: string; log: Logger; limits: UploadLimits },
 ): Promise<void> {
-  const fixed = options.size === null ? null : partSizeForSize(options.size);
+  const { limits } = env;
+  const fixed = options.size === null ? null : partSizeForSize(options.size, limits.partSize);
   const signal = options.signal;
   const uploadId = await client.createMultipartUpload(key, {
     contentType: options.contentType,
     ...(signal ? { signal } : {}),
   });
   const parts: CompletedPart[] = [];
+  // Dropped once sent (here and in the caller's options), so the probe is not held for the whole upload.
+  let head = options.head;
+  options.head = undefined;
   let inflight: Promise<Outcome> | null = null;
   let total = 0;
   const settle = async () => {
@@ -243,11 +268,12 @@ export async function uploadMultipart(
           service: SERVICE,
         });
       }
-      const wanted = fixed ?? partSizeForUnknown(partNumber);
-      const staged: StagedPart =
-        partNumber === 1 && options.head
-          ? { body: { kind: 'buffer', data: options.head }, length: options.head.length, cleanup: async () => {} }
-          : await stagePart(reader, wanted, env.scratchDir);
+      const wanted = fixed ?? partSizeForUnknown(partNumber, limits.partSize);
+      const fromHead = partNumber === 1 && head !== undefined;
+      const staged: StagedPart = fromHead
+        ? { body: { kind: 'buffer', data: head! }, length: head!.length, cleanup: async () => {} }
+        : await stagePart(reader, wanted, env.scratchDir, limits.memoryPartMax);
+      head = undefined;
       try {
         // The previous part must be done before this one starts: at most two parts are held.
         await settle();
@@ -268,7 +294,7 @@ export async function uploadMultipart(
           (error: unknown): Outcome => ({ error }),
         )
         .finally(() => staged.cleanup());
-      const short = partNumber === 1 && options.head ? !(await reader.hasMore()) : staged.length < wanted;
+      const short = fromHead ? !(await reader.hasMore()) : staged.length < wanted;
       if (short) break;
     }
     await settle();
