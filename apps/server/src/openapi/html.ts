@@ -184,7 +184,7 @@ main{padding:1em 2em;max-width:70em;flex:1}code{font:13px ui-monospace,SFMono-Re
 table{border-collapse:collapse;width:100%;margin:.3em 0}th,td{border-bottom:1px solid #e6eaef;text-align:left;padding:.25em .5em;vertical-align:top}
 th{background:#f6f8fa;font-weight:600}.req{color:#b71c1c;font-size:11px}.c{color:#5b6b7b;font-size:12px}
 .st{display:inline-block;min-width:3.5em;font-weight:600}.ok{color:#2f7d32}.err{color:#b71c1c}.def{color:#5b6b7b}
-.resp{margin:.4em 0}.t{margin:.1em 0}.nm{display:inline-block;width:3.6em;font-size:10px;color:#fff;text-align:center;border-radius:2px}.media{margin:.2em 0 .2em 1.2em}.mt{font:12px ui-monospace,monospace;color:#5b6b7b}.sum{font-weight:600}
+.resp{margin:.4em 0}.t{margin:.1em 0}.nm{display:inline-block;width:4.2em;font-size:10px;color:#fff;text-align:center;border-radius:2px}.media{margin:.2em 0 .2em 1.2em}.mt{font:12px ui-monospace,monospace;color:#5b6b7b}.sum{font-weight:600}
 .auth{color:#5b6b7b;font-size:13px}h2.tag{border-bottom:2px solid #16324f;padding-bottom:.2em;margin-top:1.5em}
 `;
 

@@ -22,6 +22,8 @@ const SECRET_KEYS = [
   'secret',
   'secret_key',
   'credentials',
+  'signing_key',
+  'webhook_secret',
 ];
 
 /** Paths and header values that must never reach a log line. */

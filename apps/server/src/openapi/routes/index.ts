@@ -48,5 +48,6 @@ export const TAGS: ReadonlyArray<{ name: string; description: string }> = [
     name: 'Pass-through',
     description: 'Raw requests to the service with the account’s credentials, and raw id conversion.',
   },
+  { name: 'Webhooks', description: 'Event notifications to the application (old Kloudless Management API).' },
   { name: 'Operations', description: 'Health, readiness, metrics and this reference.' },
 ];
