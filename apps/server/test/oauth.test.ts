@@ -141,11 +141,15 @@ describe.each(STORE_KINDS)('connecting accounts on %s', (store) => {
   });
 
   it('runs the code flow: our state and PKCE S256 at the provider, tokens stored encrypted, one-time code', async () => {
-    const { toProvider, back } = await oauthFlow({
+    const { start, toProvider, back } = await oauthFlow({
       state: 'xyz 1',
       'raw[login_hint]': 'alice@example.com',
       'raw[state]': 'evil',
     });
+    // The browser-binding cookie: HttpOnly, SameSite=Lax, only for /v1/oauth, not Secure on an http public URL.
+    expect(start.headers.get('set-cookie')).toMatch(
+      /^cloudmux_oauth=[A-Za-z0-9_-]{43}; Path=\/v1\/oauth; Max-Age=600; HttpOnly; SameSite=Lax$/,
+    );
     // The provider saw our client, our callback, our own state (not the app's) and a S256 challenge.
     expect(toProvider.origin).toBe(provider.url);
     const q = provider.authorizeRequests.at(-1)!;
@@ -526,6 +530,35 @@ describe.each(STORE_KINDS)('connecting accounts on %s', (store) => {
     expect((await post({ password: RIGHT_PASSWORD })).status).toBe(400);
   });
 
+  it('returns the token in the fragment for response_type=token with a registered redirect URI', async () => {
+    const start = await get(
+      authorizeUrl({ response_type: 'token', redirect_uri: REDIRECT, scope: 'mockdav', state: 'frag' }),
+    );
+    const html = await start.text();
+    const res = await fetch(`${t.url}/v1/oauth/connect/mockdav`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: cookieOf(start) },
+      body: form({
+        _state: /name="_state" value="([^"]+)"/.exec(html)![1]!,
+        _csrf: /name="_csrf" value="([^"]+)"/.exec(html)![1]!,
+        url: 'https://dav.example/',
+        username: 'carol',
+        password: RIGHT_PASSWORD,
+      }),
+    });
+    expect(res.status).toBe(303);
+    const to = location(res);
+    expect(to.searchParams.get('access_token')).toBeNull();
+    const fragment = new URLSearchParams(to.hash.slice(1));
+    expect(fragment.get('token_type')).toBe('Bearer');
+    expect(fragment.get('state')).toBe('frag');
+    const me = await json(
+      await t.call('/v1/accounts/me', { auth: `Bearer ${fragment.get('access_token')}` }),
+    );
+    expect(me).toMatchObject({ id: Number(fragment.get('account_id')), account: 'carol@dav.example' });
+  });
+
   it('keeps local accounts inside CLOUDMUX_LOCAL_ROOTS', async () => {
     const start = await get(
       authorizeUrl({ response_type: 'code', redirect_uri: REDIRECT, scope: 'local', state: 'l' }),
@@ -629,5 +662,39 @@ describe.each(STORE_KINDS)('connecting accounts on %s', (store) => {
     expect(res.headers.get('content-security-policy')).toContain('frame-ancestors *');
     expect(res.headers.get('x-frame-options')).toBeNull();
     expect(await res.text()).toContain('prepareToOpenAuthenticator');
+  });
+});
+
+describe('connecting accounts behind an https public URL', () => {
+  it('marks the binding cookie Secure and registers the https callback at the provider', async () => {
+    const t = await startTestServer({
+      store: 'sqlite',
+      connectors: [mockOauthConnector(provider, join(roots.path, 'https-oauth'))],
+      env: {
+        CLOUDMUX_PUBLIC_URL: 'https://cloudmux.example',
+        CLOUDMUX_OAUTH_MOCKOAUTH_CLIENT_ID: CLIENT_ID,
+        CLOUDMUX_OAUTH_MOCKOAUTH_CLIENT_SECRET: CLIENT_SECRET,
+      },
+    });
+    try {
+      await t.call(`/v1/applications/${t.apps[0]!.appId}/settings`, {
+        method: 'PUT',
+        json: { redirect_uris: [REDIRECT] },
+      });
+      const params = new URLSearchParams({
+        client_id: t.apps[0]!.appId,
+        response_type: 'code',
+        redirect_uri: REDIRECT,
+        scope: 'mockoauth',
+      });
+      const start = await get(`${t.url}/v1/oauth?${params}`);
+      expect(start.status).toBe(302);
+      expect(start.headers.get('set-cookie')).toMatch(/; HttpOnly; SameSite=Lax; Secure$/);
+      expect(location(start).searchParams.get('redirect_uri')).toBe(
+        'https://cloudmux.example/v1/oauth/callback/mockoauth',
+      );
+    } finally {
+      await t.close();
+    }
   });
 });

@@ -78,7 +78,11 @@ function describeField(name: string, schema: z.ZodType): FormField {
   }
   const def = defOf(current);
   const secret = SECRET_DESCRIPTION.test(description ?? '') || SECRET_NAME.test(name) || KEY_NAME.test(name);
-  const label = (description ?? '').replace(SECRET_DESCRIPTION, '').trim() || humanize(name);
+  const label =
+    (description ?? '')
+      .replace(SECRET_DESCRIPTION, '')
+      .replace(/\s+([,;.])/g, '$1')
+      .trim() || humanize(name);
   const field: FormField = { name, label, kind: secret ? 'password' : 'text', required, secret };
   if (def.type === 'boolean') field.kind = 'checkbox';
   else if (def.type === 'number' || def.type === 'int' || def.type === 'bigint')
