@@ -4,11 +4,13 @@ import { registerEventsRoutes } from './events.js';
 import { registerLinksRoutes } from './links.js';
 import { registerMultipartRoutes } from './multipart.js';
 import { registerOpenapiRoutes } from './openapi.js';
+import { registerOauthRoutes } from './oauth.js';
 import { registerOpsRoutes } from './ops.js';
 import { registerRawRoutes } from './raw.js';
 import { registerSearchRoutes } from './search.js';
 import { registerSharingRoutes } from './sharing.js';
 import { registerTasksRoutes } from './tasks.js';
+import { registerWebhooksRoutes } from './webhooks.js';
 
 /** Route groups registered after accounts and files/folders; each module owns one group. */
 export const extraRoutes: Array<(app: FastifyInstance, deps: ServerDeps) => void> = [
@@ -19,6 +21,8 @@ export const extraRoutes: Array<(app: FastifyInstance, deps: ServerDeps) => void
   registerMultipartRoutes,
   registerRawRoutes,
   registerTasksRoutes,
+  registerWebhooksRoutes,
+  registerOauthRoutes,
   registerOpsRoutes,
   registerOpenapiRoutes,
 ];

@@ -1,3 +1,4 @@
+import { oauthRouteDocs } from '../../oauth/route-docs.js';
 import type { RouteDoc } from '../types.js';
 import { accountRoutes } from './accounts.js';
 import { eventRoutes } from './events.js';
@@ -15,6 +16,7 @@ import { taskRoutes } from './tasks.js';
  */
 export const ROUTE_DOCS: readonly RouteDoc[] = [
   ...accountRoutes,
+  ...oauthRouteDocs,
   ...storageRoutes,
   ...linkRoutes,
   ...searchRoutes,
