@@ -114,6 +114,8 @@ export function parseRange(header: string | undefined): ParsedRange | null {
 /** Reads a small urlencoded form body from the unparsed request stream (token endpoint, link password form). */
 export async function readForm(request: { raw: NodeJS.ReadableStream; body?: unknown }, limit = 64 * 1024): Promise<Record<string, string>> {
   if (request.body && typeof request.body === 'object') return request.body as Record<string, string>;
+  // Fastify's own text/plain parser has already read such bodies (fetch sends bare strings so).
+  if (typeof request.body === 'string') return Object.fromEntries(new URLSearchParams(request.body));
   let size = 0;
   const chunks: Buffer[] = [];
   for await (const chunk of request.raw as AsyncIterable<Buffer>) {

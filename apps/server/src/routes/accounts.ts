@@ -236,7 +236,8 @@ export function registerAccountRoutes(app: FastifyInstance, deps: ServerDeps): v
     if (!auth || auth.scheme !== 'bearer') throw new CloudmuxError('bad_request', 'A Bearer token is required.');
     const resolved = await deps.store.resolveAccountToken(auth.value.split(',')[0]!.trim());
     if (!resolved) throw new CloudmuxError('bad_request', 'The token is invalid, expired or revoked.');
-    return sendJson(reply, 200, { client_id: resolved.appId, account_id: resolved.accountId, scope: '', token_type: 'Bearer' });
+    const account = await deps.store.getAccount(resolved.appId, resolved.accountId);
+    return sendJson(reply, 200, { client_id: resolved.appId, account_id: resolved.accountId, scope: account?.effective_scope ?? '', token_type: 'Bearer' });
   });
 
   // §2.4 the services the widgets list (no auth).
