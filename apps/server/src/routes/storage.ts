@@ -313,13 +313,19 @@ export async function executeCopy(deps: ServerDeps, plan: CopyPlan, ip: string |
   return { status: 201, body: render(source, deps, copied) };
 }
 
-export async function executeFolderDelete(deps: ServerDeps, plan: { accountId: number; rawId: string; recursive: boolean; permanent: boolean }, ip: string | null = null) {
+export async function executeFolderDelete(
+  deps: ServerDeps,
+  plan: { accountId: number; rawId: string; recursive: boolean; permanent: boolean },
+  ip: string | null = null,
+  options: { task?: boolean } = {},
+) {
   const scope = await storageRuntimeFor(deps, await accountRow(deps, plan.accountId));
   try {
     await scope.storage.delete(plan.rawId, 'folder', { recursive: plan.recursive, permanent: plan.permanent });
   } catch (err) {
-    // A resumed delete may find the folder already gone: that is the outcome asked for.
-    if (!(err instanceof CloudmuxError && err.code === 'not_found' && plan.recursive)) throw err;
+    // A resumed delete task may find the folder already gone: that is the outcome asked for. A
+    // request for a folder that does not exist is still a 404.
+    if (!(err instanceof CloudmuxError && err.code === 'not_found' && plan.recursive && options.task)) throw err;
   }
   await deps.journal.record(plan.accountId, 'delete', { rawId: plan.rawId, type: 'folder' }, { ip });
   return { status: 204, body: null };
@@ -336,7 +342,8 @@ export function registerStorageTasks(deps: ServerDeps): void {
   deps.tasks.register('storage.copy', { idempotent: false, run: (params) => executeCopy(deps, params as unknown as CopyPlan) });
   deps.tasks.register('storage.delete_folder', {
     idempotent: true,
-    run: (params) => executeFolderDelete(deps, params as unknown as Parameters<typeof executeFolderDelete>[1]),
+    run: (params) =>
+      executeFolderDelete(deps, params as unknown as Parameters<typeof executeFolderDelete>[1], null, { task: true }),
   });
 }
 
