@@ -80,7 +80,7 @@ export function mapS3Error(error: unknown): unknown {
     );
   }
   const code = codeFor(s3Code, upstream?.status);
-  if (code === null || code === error.code) return error;
+  if (code === null || (code === error.code && s3Code !== 'NoSuchBucket')) return error;
   const message =
     code === 'not_found' && s3Code === 'NoSuchBucket'
       ? 'The bucket does not exist.'
