@@ -21,7 +21,9 @@ async function expectError(res: Response, status: number, code: string) {
   expect(res.status, text).toBe(status);
   expect(res.headers.get('content-type')).toBe('application/json');
   expect(text).not.toMatch(/"stack"|\n\s+at /);
-  return errorEnvelopeSchema.parse(JSON.parse(text));
+  const body = errorEnvelopeSchema.parse(JSON.parse(text));
+  expect(body).toMatchObject({ status_code: status, error_code: code });
+  return body;
 }
 
 const KLOUDLESS_HEADERS = [
