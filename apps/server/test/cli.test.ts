@@ -89,7 +89,10 @@ async function firstStartChecks(cli: StartedCli, dataDir: string): Promise<Banne
   return banner;
 }
 
-describe('cloudmux CLI on SQLite', () => {
+// Each command is a fresh Node process compiling TypeScript: generous budgets on a loaded 2-core machine.
+const CLI_BUDGET = { timeout: 180_000 };
+
+describe('cloudmux CLI on SQLite', CLI_BUDGET, () => {
   const dirs: TempDir[] = [];
   let cli: StartedCli | undefined;
   afterEach(async () => {
@@ -267,7 +270,7 @@ describe('cloudmux CLI on SQLite', () => {
   });
 });
 
-describe('cloudmux CLI on PostgreSQL', () => {
+describe('cloudmux CLI on PostgreSQL', CLI_BUDGET, () => {
   const schema = `cm_cli_${process.pid}_${randomBytes(4).toString('hex')}`;
   let dir: TempDir;
   let env: Record<string, string>;

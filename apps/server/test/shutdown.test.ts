@@ -102,7 +102,8 @@ async function connectionRefused(port: number): Promise<string> {
   return 'still accepting';
 }
 
-describe('graceful shutdown of `cloudmux start`', () => {
+// A child process compiling TypeScript on a loaded 2-core machine: a generous budget.
+describe('graceful shutdown of `cloudmux start`', { timeout: 120_000 }, () => {
   it('is live and ready, then on SIGTERM refuses new connections, finishes the in-flight upload and exits 0', async () => {
     const cli = await start({ CLOUDMUX_SHUTDOWN_GRACE_SECONDS: '120' });
     const base = cli.url;
