@@ -76,9 +76,14 @@ export class EventJournal {
     const recent = this.#own.get(accountId);
     if (!recent) return false;
     const now = Date.now();
-    for (const [id, at] of recent) {
-      if (now - at > OWN_CHANGE_MS) continue;
-      if (rawId === id || rawId.startsWith(id.endsWith('/') ? id : `${id}/`)) return true;
+    const fresh = (id: string) => {
+      const at = recent.get(id);
+      return at !== undefined && now - at <= OWN_CHANGE_MS;
+    };
+    if (fresh(rawId)) return true;
+    // Path-like raw ids: a change under a folder Cloudmux just wrote (copied, deleted, moved) is ours too.
+    for (let i = rawId.lastIndexOf('/'); i > 0; i = rawId.lastIndexOf('/', i - 1)) {
+      if (fresh(rawId.slice(0, i)) || fresh(rawId.slice(0, i + 1))) return true;
     }
     return false;
   }

@@ -88,7 +88,8 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       await app.listen({ port: config.port, host: config.host });
       // Tasks interrupted by a previous crash are picked up here (resumed or failed).
       deps.tasks.start();
-      await deps.watchers.startAll();
+      // Watchers start in the background: a big local tree must not delay serving.
+      void deps.watchers.startAll().catch((err: unknown) => log.warn({ err }, 'starting change watchers failed'));
       const address = app.server.address();
       return typeof address === 'object' && address ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : String(address);
     },

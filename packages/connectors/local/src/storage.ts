@@ -446,18 +446,19 @@ export class LocalStorage implements StorageApi {
   };
 
   /**
-   * Watches the root with fs.watch (inotify, recursive): a path that appeared is `add`, one that
-   * vanished is `delete`, a changed file is `update`. Renames arrive as a delete and an add (the
-   * kernel reports them as two names). The staging folder and links leaving the root are ignored.
+   * Watches the tree with one inotify watch per directory (fs.watch, not recursive: Node's
+   * recursive mode on Linux also tracks every file, which costs a lot on big trees). A name that
+   * appeared is `add`, one that vanished is `delete`, a changed file is `update`; renames arrive as
+   * a delete and an add. The staging folder and links leaving the root are ignored; new folders
+   * are watched as they appear, up to WATCH_DIR_LIMIT folders.
    */
   watch(onChange: (change: ChangeRecord) => void, onError?: (error: unknown) => void): { close(): void } {
     let closed = false;
-    let watcher: FSWatcher | undefined;
+    const watchers = new Map<string, FSWatcher>();
     const pending = new Map<string, { timer: NodeJS.Timeout; sawChange: boolean }>();
-    const settle = async (relative: string, sawChange: boolean) => {
-      if (closed) return;
-      const segments = relative.split(sep).filter(Boolean);
-      if (segments.length === 0 || segments[0] === STAGING_DIR) return;
+
+    const settle = async (segments: string[], sawChange: boolean) => {
+      if (closed || segments.length === 0 || segments[0] === STAGING_DIR) return;
       const rawId = toRawId(segments);
       try {
         const realRoot = await this.realRoot();
@@ -465,41 +466,77 @@ export class LocalStorage implements StorageApi {
         if (await escapesRoot(realRoot, full)) return;
         const info = await stat(full).catch(() => null);
         if (!info) {
+          for (const [dir, watcher] of watchers) {
+            if (dir === rawId || dir.startsWith(`${rawId}/`)) {
+              watcher.close();
+              watchers.delete(dir);
+            }
+          }
           onChange({ action: 'delete', rawId, modified: new Date() });
           return;
         }
         if (!info.isFile() && !info.isDirectory()) return;
         const item = await this.toItem(rawId, full, info);
         onChange({ action: sawChange && info.isFile() ? 'update' : 'add', rawId, item, modified: info.mtime });
+        // A new folder: watch it, and report what was created in it before the watch existed.
+        if (info.isDirectory() && !watchers.has(rawId)) await watchTree(rawId, true);
       } catch (err) {
         onError?.(err);
       }
     };
-    void this.realRoot().then(
-      (root) => {
-        if (closed) return;
-        watcher = fsWatch(root, { recursive: true }, (event, filename) => {
+
+    const watchDir = async (dirRawId: string) => {
+      if (closed || watchers.has(dirRawId) || watchers.size >= WATCH_DIR_LIMIT) return;
+      const realRoot = await this.realRoot();
+      const segments = parseRawId(dirRawId);
+      let watcher: FSWatcher;
+      try {
+        watcher = fsWatch(join(realRoot, ...segments), (event, filename) => {
           if (!filename) return;
-          const name = filename.toString();
-          const entry = pending.get(name);
+          const child = [...segments, filename.toString()];
+          const key = toRawId(child);
+          const entry = pending.get(key);
           if (entry) clearTimeout(entry.timer);
           const sawChange = (entry?.sawChange ?? true) && event === 'change';
-          pending.set(name, {
+          pending.set(key, {
             sawChange,
             timer: setTimeout(() => {
-              pending.delete(name);
-              void settle(name, sawChange);
+              pending.delete(key);
+              void settle(child, sawChange);
             }, WATCH_SETTLE_MS),
           });
         });
-        watcher.on('error', (err) => onError?.(err));
-      },
-      (err: unknown) => onError?.(err),
-    );
+      } catch (err) {
+        onError?.(err);
+        return;
+      }
+      watcher.on('error', (err) => onError?.(err));
+      watchers.set(dirRawId, watcher);
+    };
+
+    /**
+     * Watches a folder and every folder under it (folders only; files need no watch of their own).
+     * `report`: also announce what is already inside (a folder that just appeared).
+     */
+    const watchTree = async (dirRawId: string, report: boolean) => {
+      const stack = [dirRawId];
+      while (stack.length > 0 && !closed && watchers.size < WATCH_DIR_LIMIT) {
+        const current = stack.pop()!;
+        await watchDir(current);
+        const kids = await this.children(current).catch(() => []);
+        for (const kid of kids) {
+          if (report) onChange({ action: 'add', rawId: kid.rawId, item: await this.toItem(kid.rawId, kid.path, kid.info), modified: kid.info.mtime });
+          if (kid.info.isDirectory()) stack.push(kid.rawId);
+        }
+      }
+    };
+
+    void watchTree('/', false).catch((err: unknown) => onError?.(err));
     return {
       close: () => {
         closed = true;
-        watcher?.close();
+        for (const watcher of watchers.values()) watcher.close();
+        watchers.clear();
         for (const entry of pending.values()) clearTimeout(entry.timer);
         pending.clear();
       },
@@ -524,6 +561,8 @@ export class LocalStorage implements StorageApi {
 
 /** How long a path's notifications are gathered before it is looked at (editors write in bursts). */
 const WATCH_SETTLE_MS = 150;
+/** Folders one account's watcher covers at most (inotify watches are a per-user kernel resource). */
+const WATCH_DIR_LIMIT = 10_000;
 
 async function truncateTo(path: string, size: number): Promise<void> {
   const handle = await open(path, 'r+').catch(() => null);
