@@ -28,6 +28,7 @@ import { Store } from './store/store.js';
 import { extraRoutes } from './routes/index.js';
 import { registerStorageTasks } from './routes/storage.js';
 import { TaskRunner } from './tasks.js';
+import { attachWebhooks } from './webhooks/index.js';
 import { ChangeWatchers } from './watchers.js';
 
 export interface CreateServerOptions {
@@ -79,6 +80,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
     log,
   };
   registerStorageTasks(deps);
+  const webhooks = attachWebhooks(deps, options.clock ? { clock: options.clock } : {});
   const app = buildApp(deps, { logger, plugins: extraRoutes });
   let closed = false;
   return {
@@ -88,6 +90,8 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       await app.listen({ port: config.port, host: config.host });
       // Tasks interrupted by a previous crash are picked up here (resumed or failed).
       deps.tasks.start();
+      // Outbox rows left by a previous process are delivered from here on.
+      webhooks.start();
       // Watchers start in the background: a big local tree must not delay serving.
       void deps.watchers.startAll().catch((err: unknown) => log.warn({ err }, 'starting change watchers failed'));
       const address = app.server.address();
@@ -99,6 +103,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       await app.close();
       await deps.tasks.stop();
       await deps.watchers.close();
+      await webhooks.stop();
       await deps.runtime.close();
       await storeHandle.close();
     },

@@ -11,6 +11,7 @@ import { registerSearchRoutes } from './search.js';
 import { registerSharingRoutes } from './sharing.js';
 import { registerTasksRoutes } from './tasks.js';
 import { registerWebhooksRoutes } from './webhooks.js';
+import { registerWebhooksRoutes } from './webhooks.js';
 
 /** Route groups registered after accounts and files/folders; each module owns one group. */
 export const extraRoutes: Array<(app: FastifyInstance, deps: ServerDeps) => void> = [
@@ -21,6 +22,7 @@ export const extraRoutes: Array<(app: FastifyInstance, deps: ServerDeps) => void
   registerMultipartRoutes,
   registerRawRoutes,
   registerTasksRoutes,
+  registerWebhooksRoutes,
   registerWebhooksRoutes,
   registerOauthRoutes,
   registerOpsRoutes,
