@@ -11,7 +11,6 @@ import { registerSearchRoutes } from './search.js';
 import { registerSharingRoutes } from './sharing.js';
 import { registerTasksRoutes } from './tasks.js';
 import { registerWebhooksRoutes } from './webhooks.js';
-import { registerWebhooksRoutes } from './webhooks.js';
 
 /** Route groups registered after accounts and files/folders; each module owns one group. */
 export const extraRoutes: Array<(app: FastifyInstance, deps: ServerDeps) => void> = [
@@ -22,7 +21,6 @@ export const extraRoutes: Array<(app: FastifyInstance, deps: ServerDeps) => void
   registerMultipartRoutes,
   registerRawRoutes,
   registerTasksRoutes,
-  registerWebhooksRoutes,
   registerWebhooksRoutes,
   registerOauthRoutes,
   registerOpsRoutes,
