@@ -19,7 +19,10 @@ export function upstreamStatus(error: unknown): number | undefined {
 }
 
 export function badGateway(message: string, code = 'DAV_BAD_REPLY'): CloudmuxError {
-  return new CloudmuxError('bad_gateway', message, { service: SERVICE, upstream: { service: SERVICE, code } });
+  return new CloudmuxError('bad_gateway', message, {
+    service: SERVICE,
+    upstream: { service: SERVICE, code },
+  });
 }
 
 function header(response: AxiosResponse, name: string): string | undefined {
@@ -67,7 +70,10 @@ export function isSlashRedirect(response: AxiosResponse, requestUrl: string): bo
 }
 
 function refusedRedirect(status: number): CloudmuxError {
-  return badGateway(`The WebDAV server answered with a redirect (HTTP ${status}); redirects are not followed.`, 'DAV_REDIRECT');
+  return badGateway(
+    `The WebDAV server answered with a redirect (HTTP ${status}); redirects are not followed.`,
+    'DAV_REDIRECT',
+  );
 }
 
 export interface PropfindResult {
@@ -144,7 +150,8 @@ export class DavClient {
     const headers: Record<string, string> = {
       'Content-Type': options.mimeType || 'application/octet-stream',
     };
-    if (typeof options.size === 'number' && options.size >= 0) headers['Content-Length'] = String(options.size);
+    if (typeof options.size === 'number' && options.size >= 0)
+      headers['Content-Length'] = String(options.size);
     try {
       // RFC 4918 §9.7 PUT (RFC 9110 §9.3.4)
       const response = await this.http.request({
@@ -191,7 +198,12 @@ export class DavClient {
       });
     } catch (error) {
       const status = upstreamStatus(error);
-      if (status === 412) throw namingConflict(options.conflictRawId, 'A file or folder with that name already exists.', SERVICE);
+      if (status === 412)
+        throw namingConflict(
+          options.conflictRawId,
+          'A file or folder with that name already exists.',
+          SERVICE,
+        );
       if (status === 409) throw parentMissing();
       throw error;
     }

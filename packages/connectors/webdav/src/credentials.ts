@@ -93,7 +93,8 @@ export const webdavCredentials = z
       ctx.addIssue({ code: 'custom', path: ['domain'], message: 'url and domain disagree; give one' });
     }
     const problem = urlProblem(given);
-    if (problem) ctx.addIssue({ code: 'custom', path: [value.url ? 'url' : 'domain'], message: `url ${problem}` });
+    if (problem)
+      ctx.addIssue({ code: 'custom', path: [value.url ? 'url' : 'domain'], message: `url ${problem}` });
   })
   .transform((value) => ({
     url: normalizeRootUrl((value.url ?? value.domain)!),

@@ -79,7 +79,10 @@ export function normalizeBasePath(basePath: string): string {
 
 /** RFC 3986 §2.3: everything but the unreserved characters is percent-encoded (UTF-8). */
 export function encodeSegment(segment: string): string {
-  return encodeURIComponent(segment).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  return encodeURIComponent(segment).replace(
+    /[!'()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
 }
 
 /** Decoded path segments of a URL path; null when one is malformed or decodes to `/` or a control. */

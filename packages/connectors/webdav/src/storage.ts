@@ -10,10 +10,10 @@ import { PassThrough, type Readable, Transform } from 'node:stream';
 import {
   type ByteRange,
   CloudmuxError,
-  errorFromNetworkError,
-  isCloudmuxError,
   type DeleteOptions,
   type DownloadResult,
+  errorFromNetworkError,
+  isCloudmuxError,
   type MoveOptions,
   namingConflict,
   type Page,
@@ -35,7 +35,7 @@ export interface WebDavStorageOptions {
   client: DavClient;
   /** Collections one search may walk (default {@link SEARCH_MAX_FOLDERS}). */
   searchMaxFolders?: number;
-  /** Temporary upload names (tests inject a fixed one). */
+  /** Temporary upload names (default: the reserved prefix and 96 random bits). */
   tempName?: () => string;
 }
 
@@ -97,10 +97,14 @@ function sliceStream(skip: number, length: number): Transform {
  * catalog errors, and the upstream response closed when the consumer stops early.
  */
 function mappedStream(source: Readable, through: Transform | PassThrough = new PassThrough()): Readable {
-  source.on('error', (err) => through.destroy(isCloudmuxError(err) ? err : errorFromNetworkError(SERVICE, err)));
+  source.on('error', (err) =>
+    through.destroy(isCloudmuxError(err) ? err : errorFromNetworkError(SERVICE, err)),
+  );
   // A reply that ends before its Content-Length is reported as aborted, not as a clean end.
   source.on('aborted', () =>
-    through.destroy(errorFromNetworkError(SERVICE, Object.assign(new Error('aborted'), { code: 'ECONNRESET' }))),
+    through.destroy(
+      errorFromNetworkError(SERVICE, Object.assign(new Error('aborted'), { code: 'ECONNRESET' })),
+    ),
   );
   through.on('close', () => source.destroy());
   through.on('end', () => source.destroy());
@@ -137,16 +141,24 @@ export class WebDavStorage implements StorageApi {
       const status = upstreamStatus(error);
       if (status === 404) throw notFound('The WebDAV URL or base path does not exist on the server.');
       if (status === 405 || status === 501) {
-        throw new CloudmuxError('invalid_parameters', 'The server refused PROPFIND: the URL is not a WebDAV folder.', {
-          service: SERVICE,
-        });
+        throw new CloudmuxError(
+          'invalid_parameters',
+          'The server refused PROPFIND: the URL is not a WebDAV folder.',
+          {
+            service: SERVICE,
+          },
+        );
       }
       throw error;
     }
     if (root.type !== 'folder') {
-      throw new CloudmuxError('invalid_parameters', 'The WebDAV URL and base path name a file, not a folder.', {
-        service: SERVICE,
-      });
+      throw new CloudmuxError(
+        'invalid_parameters',
+        'The WebDAV URL and base path name a file, not a folder.',
+        {
+          service: SERVICE,
+        },
+      );
     }
   }
 
@@ -154,7 +166,9 @@ export class WebDavStorage implements StorageApi {
     const segments = parseRawId(rawId);
     const folder = isCollection(response);
     const name = segments.length === 0 ? '' : segments[segments.length - 1]!;
-    const ancestors = segments.slice(0, -1).map((seg, i) => ({ rawId: toRawId(segments.slice(0, i + 1)), name: seg }));
+    const ancestors = segments
+      .slice(0, -1)
+      .map((seg, i) => ({ rawId: toRawId(segments.slice(0, i + 1)), name: seg }));
     if (segments.length > 0) ancestors.unshift({ rawId: '/', name: '' });
     const contentType = propText(response, 'getcontenttype') ?? null;
     const etag = propText(response, 'getetag') ?? null;
@@ -190,13 +204,33 @@ export class WebDavStorage implements StorageApi {
    */
   async #stat(rawId: string, collection = rawId === '/'): Promise<StorageItem> {
     const url = this.#location.url(rawId, collection || parseRawId(rawId).length === 0);
-    const { url: answered, responses } = await this.#client.propfind(url, 0);
-    for (const response of responses) {
-      if (this.#location.rawIdOfHref(response.href, answered) !== rawId) continue;
+    let result: Awaited<ReturnType<DavClient['propfind']>>;
+    try {
+      result = await this.#client.propfind(url, 0);
+    } catch (error) {
+      if (upstreamStatus(error) === 400 && !(await this.#parentIsFolder(rawId))) throw notFound();
+      throw error;
+    }
+    for (const response of result.responses) {
+      if (this.#location.rawIdOfHref(response.href, result.url) !== rawId) continue;
       if (!response.found) throw notFound();
       return this.#toItem(rawId, response);
     }
-    throw badGateway('The WebDAV server answered PROPFIND without an entry for the requested path.', 'DAV_NO_ENTRY');
+    throw badGateway(
+      'The WebDAV server answered PROPFIND without an entry for the requested path.',
+      'DAV_NO_ENTRY',
+    );
+  }
+
+  /**
+   * Whether the parent of `rawId` is an existing folder. Asked only after a 400: Apache answers a
+   * path below a file with 400 ("extraneous path components") where others say 404 or 409.
+   */
+  async #parentIsFolder(rawId: string): Promise<boolean> {
+    const parent = parentOf(rawId);
+    if (parent === null) return true;
+    const item = await this.#statOrNull(parent);
+    return item?.type === 'folder';
   }
 
   async #statOrNull(rawId: string): Promise<StorageItem | null> {
@@ -279,7 +313,11 @@ export class WebDavStorage implements StorageApi {
     const items = all.slice(from, from + page.pageSize);
     const more = from + items.length < all.length;
     // Keyset paging on the sorted name: inserts between pages neither repeat nor skip items.
-    return { items, cursor: more && items.length > 0 ? items[items.length - 1]!.name : null, total: all.length };
+    return {
+      items,
+      cursor: more && items.length > 0 ? items[items.length - 1]!.name : null,
+      total: all.length,
+    };
   }
 
   async lookup(parentRawId: string, name: string): Promise<StorageItem | null> {
@@ -293,17 +331,24 @@ export class WebDavStorage implements StorageApi {
     try {
       status = await this.#client.mkcol(this.#location.url(rawId, true));
     } catch (error) {
-      // Apache answers 400 to `file.txt/`: a file of that name exists.
+      // Apache answers 400 to `file.txt/` (a file of that name exists) and below a file.
       if (upstreamStatus(error) === 400) {
         const existing = await this.#statOrNull(rawId);
-        if (existing) throw namingConflict(existing.rawId, 'A file or folder with that name already exists.', SERVICE);
+        if (existing) {
+          throw namingConflict(existing.rawId, 'A file or folder with that name already exists.', SERVICE);
+        }
+        if (!(await this.#parentIsFolder(rawId))) throw notFound('The parent folder does not exist.');
       }
       throw error;
     }
     if (status === 405 || REDIRECTS.has(status)) {
       // §9.3.1: 405 = the resource already exists.
       const existing = await this.#statOrNull(rawId);
-      throw namingConflict(existing?.rawId ?? rawId, 'A file or folder with that name already exists.', SERVICE);
+      throw namingConflict(
+        existing?.rawId ?? rawId,
+        'A file or folder with that name already exists.',
+        SERVICE,
+      );
     }
     return this.#statTyped(rawId, 'folder');
   }
@@ -322,10 +367,17 @@ export class WebDavStorage implements StorageApi {
     } catch (error) {
       body.destroy();
       await this.#removeQuietly(tempUrl);
+      if (upstreamStatus(error) === 400 && !(await this.#parentIsFolder(rawId))) {
+        throw notFound('The parent folder does not exist.');
+      }
       throw error;
     }
     try {
-      await this.#transfer('MOVE', tempUrl, rawId, { overwrite: options.overwrite, collection: false, destCollection: false });
+      await this.#transfer('MOVE', tempUrl, rawId, {
+        overwrite: options.overwrite,
+        collection: false,
+        destCollection: false,
+      });
     } catch (error) {
       await this.#removeQuietly(tempUrl);
       throw error;
@@ -340,15 +392,24 @@ export class WebDavStorage implements StorageApi {
     dest: string,
     options: { overwrite: boolean; collection: boolean; destCollection: boolean },
   ): Promise<void> {
-    const status = await this.#client.transfer(method, from, this.#location.url(dest, options.destCollection), {
-      overwrite: options.overwrite,
-      conflictRawId: dest,
-      collection: options.collection,
-    });
+    const status = await this.#client.transfer(
+      method,
+      from,
+      this.#location.url(dest, options.destCollection),
+      {
+        overwrite: options.overwrite,
+        conflictRawId: dest,
+        collection: options.collection,
+      },
+    );
     if (REDIRECTS.has(status)) {
       const existing = await this.#statOrNull(dest);
-      if (existing) throw namingConflict(existing.rawId, 'A file or folder with that name already exists.', SERVICE);
-      throw badGateway(`The WebDAV server answered ${method} with a redirect (HTTP ${status}); not followed.`, 'DAV_REDIRECT');
+      if (existing)
+        throw namingConflict(existing.rawId, 'A file or folder with that name already exists.', SERVICE);
+      throw badGateway(
+        `The WebDAV server answered ${method} with a redirect (HTTP ${status}); not followed.`,
+        'DAV_REDIRECT',
+      );
     }
   }
 
@@ -364,7 +425,12 @@ export class WebDavStorage implements StorageApi {
     parentRawId: string,
     name: string,
     body: Readable,
-    options: { size?: number | null; ifExists: 'replace' | 'fail'; mimeType?: string | null; signal?: AbortSignal },
+    options: {
+      size?: number | null;
+      ifExists: 'replace' | 'fail';
+      mimeType?: string | null;
+      signal?: AbortSignal;
+    },
   ): Promise<StorageItem> {
     const rawId = childRawId(parentRawId, name);
     // Decided before the body is read (the contract): an existing name fails, a folder is never replaced.
@@ -394,10 +460,15 @@ export class WebDavStorage implements StorageApi {
     });
   }
 
-  async download(rawId: string, options: { range?: ByteRange; signal?: AbortSignal } = {}): Promise<DownloadResult> {
+  async download(
+    rawId: string,
+    options: { range?: ByteRange; signal?: AbortSignal } = {},
+  ): Promise<DownloadResult> {
     const { range, signal } = options;
     if (range && (range.start < 0 || (range.end !== undefined && range.end < range.start))) {
-      throw new CloudmuxError('invalid_parameters', 'The requested range is not satisfiable.', { service: SERVICE });
+      throw new CloudmuxError('invalid_parameters', 'The requested range is not satisfiable.', {
+        service: SERVICE,
+      });
     }
     const url = this.#location.url(rawId, false);
     const headers: Record<string, string> = { 'Accept-Encoding': 'identity' };
@@ -416,7 +487,9 @@ export class WebDavStorage implements StorageApi {
       });
     } catch (error) {
       if (upstreamStatus(error) === 416) {
-        throw new CloudmuxError('invalid_parameters', 'The requested range is not satisfiable.', { service: SERVICE });
+        throw new CloudmuxError('invalid_parameters', 'The requested range is not satisfiable.', {
+          service: SERVICE,
+        });
       }
       throw error;
     }
@@ -424,7 +497,10 @@ export class WebDavStorage implements StorageApi {
       const folder = isSlashRedirect(response, url);
       discard(response);
       if (folder) throw notFound('No such file: that is a folder.');
-      throw badGateway(`The WebDAV server answered GET with a redirect (HTTP ${response.status}); not followed.`, 'DAV_REDIRECT');
+      throw badGateway(
+        `The WebDAV server answered GET with a redirect (HTTP ${response.status}); not followed.`,
+        'DAV_REDIRECT',
+      );
     }
     const contentType = headerOf(response, 'content-type') ?? null;
     const length = parseSize(headerOf(response, 'content-length'));
@@ -432,13 +508,20 @@ export class WebDavStorage implements StorageApi {
       const served = parseContentRange(headerOf(response, 'content-range'));
       if (!served || !range || served.start !== range.start) {
         discard(response);
-        throw badGateway('The WebDAV server sent a partial reply that does not match the asked range.', 'DAV_BAD_RANGE');
+        throw badGateway(
+          'The WebDAV server sent a partial reply that does not match the asked range.',
+          'DAV_BAD_RANGE',
+        );
       }
       return {
         stream: mappedStream(response.data),
         size: length ?? served.end - served.start + 1,
         contentType,
-        range: { start: served.start, end: served.end, total: Number.isNaN(served.total) ? served.end + 1 : served.total },
+        range: {
+          start: served.start,
+          end: served.end,
+          total: Number.isNaN(served.total) ? served.end + 1 : served.total,
+        },
       };
     }
     if (!range) return { stream: mappedStream(response.data), size: length, contentType, range: null };
@@ -449,20 +532,34 @@ export class WebDavStorage implements StorageApi {
     }
     if (range.start >= length) {
       discard(response);
-      throw new CloudmuxError('invalid_parameters', 'The requested range is not satisfiable.', { service: SERVICE });
+      throw new CloudmuxError('invalid_parameters', 'The requested range is not satisfiable.', {
+        service: SERVICE,
+      });
     }
     const end = Math.min(range.end ?? length - 1, length - 1);
     const sliced = mappedStream(response.data, sliceStream(range.start, end - range.start + 1));
-    return { stream: sliced, size: end - range.start + 1, contentType, range: { start: range.start, end, total: length } };
+    return {
+      stream: sliced,
+      size: end - range.start + 1,
+      contentType,
+      range: { start: range.start, end, total: length },
+    };
   }
 
   /** The destination raw id of a move/copy, checked: a real target folder, not inside the source. */
-  async #destination(rawId: string, type: StorageItemType, parentRawId: string | undefined, name: string): Promise<string> {
+  async #destination(
+    rawId: string,
+    type: StorageItemType,
+    parentRawId: string | undefined,
+    name: string,
+  ): Promise<string> {
     const currentParent = parentOf(rawId)!;
     const parent = parentRawId ?? currentParent;
     const dest = childRawId(parent, name);
     if (type === 'folder' && dest.startsWith(`${rawId}/`)) {
-      throw new CloudmuxError('invalid_parameters', 'A folder cannot be moved or copied into itself.', { service: SERVICE });
+      throw new CloudmuxError('invalid_parameters', 'A folder cannot be moved or copied into itself.', {
+        service: SERVICE,
+      });
     }
     if (parent !== currentParent) {
       // Servers answer a missing destination parent inconsistently (409, or Apache's 500).
@@ -480,26 +577,43 @@ export class WebDavStorage implements StorageApi {
     const dest = await this.#destination(rawId, type, options.parentRawId, options.name ?? source.name);
     if (dest === rawId) return source;
     const folder = type === 'folder';
-    await this.#transfer('MOVE', this.#location.url(rawId, folder), dest, { overwrite: false, collection: folder, destCollection: folder });
+    await this.#transfer('MOVE', this.#location.url(rawId, folder), dest, {
+      overwrite: false,
+      collection: folder,
+      destCollection: folder,
+    });
     return this.#statTyped(dest, type);
   }
 
-  async copy(rawId: string, type: StorageItemType, options: { parentRawId: string; name: string }): Promise<StorageItem> {
+  async copy(
+    rawId: string,
+    type: StorageItemType,
+    options: { parentRawId: string; name: string },
+  ): Promise<StorageItem> {
     checkName(options.name);
     if (parseRawId(rawId).length === 0 && type === 'folder') {
-      throw new CloudmuxError('invalid_parameters', 'The root folder cannot be copied into itself.', { service: SERVICE });
+      throw new CloudmuxError('invalid_parameters', 'The root folder cannot be copied into itself.', {
+        service: SERVICE,
+      });
     }
     await this.get(rawId, type);
     const dest = await this.#destination(rawId, type, options.parentRawId, options.name);
-    if (dest === rawId) throw namingConflict(rawId, 'A file or folder with that name already exists.', SERVICE);
+    if (dest === rawId)
+      throw namingConflict(rawId, 'A file or folder with that name already exists.', SERVICE);
     const folder = type === 'folder';
-    await this.#transfer('COPY', this.#location.url(rawId, folder), dest, { overwrite: false, collection: folder, destCollection: folder });
+    await this.#transfer('COPY', this.#location.url(rawId, folder), dest, {
+      overwrite: false,
+      collection: folder,
+      destCollection: folder,
+    });
     return this.#statTyped(dest, type);
   }
 
   async delete(rawId: string, type: StorageItemType, options: DeleteOptions): Promise<void> {
     if (parseRawId(rawId).length === 0) {
-      throw new CloudmuxError('invalid_parameters', 'The root folder cannot be deleted.', { service: SERVICE });
+      throw new CloudmuxError('invalid_parameters', 'The root folder cannot be deleted.', {
+        service: SERVICE,
+      });
     }
     await this.get(rawId, type);
     if (type === 'folder' && !options.recursive) {
@@ -519,7 +633,8 @@ export class WebDavStorage implements StorageApi {
    */
   async search(query: string, options: SearchOptions): Promise<Page<StorageItem>> {
     const needle = query.trim().toLowerCase();
-    if (needle === '') throw new CloudmuxError('invalid_parameters', 'A search query is required.', { service: SERVICE });
+    if (needle === '')
+      throw new CloudmuxError('invalid_parameters', 'A search query is required.', { service: SERVICE });
     const offset = options.cursor ? Number(options.cursor) : 0;
     if (!Number.isSafeInteger(offset) || offset < 0) {
       throw new CloudmuxError('invalid_parameters', 'Invalid search cursor.', { service: SERVICE });
@@ -536,7 +651,12 @@ export class WebDavStorage implements StorageApi {
         children = await this.#children(folder);
       } catch (error) {
         // A folder that vanished or is unreadable mid-walk is skipped, not fatal.
-        if (error instanceof CloudmuxError && (error.code === 'not_found' || error.code === 'service_forbidden') && walked > 1) continue;
+        if (
+          error instanceof CloudmuxError &&
+          (error.code === 'not_found' || error.code === 'service_forbidden') &&
+          walked > 1
+        )
+          continue;
         throw error;
       }
       for (const item of children) {

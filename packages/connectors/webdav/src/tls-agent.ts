@@ -5,7 +5,7 @@
  * client of their own built on this agent: every socket still goes through the same guard.
  * Remove once core's client takes per-account TLS options.
  */
-import { Agent as HttpsAgent, type AgentOptions } from 'node:https';
+import { type AgentOptions, Agent as HttpsAgent } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { NetworkGuard } from '@cloudmux/core';
 

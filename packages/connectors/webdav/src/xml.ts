@@ -42,10 +42,18 @@ const parser = new XMLParser({
 });
 
 function garbage(detail: string, body?: string): CloudmuxError {
-  return new CloudmuxError('bad_gateway', `The WebDAV server sent an invalid multistatus reply (${detail}).`, {
-    service: SERVICE,
-    upstream: { service: SERVICE, code: 'DAV_BAD_XML', ...(body ? { body: redactUpstreamBody(body, 512) } : {}) },
-  });
+  return new CloudmuxError(
+    'bad_gateway',
+    `The WebDAV server sent an invalid multistatus reply (${detail}).`,
+    {
+      service: SERVICE,
+      upstream: {
+        service: SERVICE,
+        code: 'DAV_BAD_XML',
+        ...(body ? { body: redactUpstreamBody(body, 512) } : {}),
+      },
+    },
+  );
 }
 
 type OrderedNode = Record<string, unknown>;
@@ -92,7 +100,10 @@ export function parseXml(body: string): XmlElement {
   } catch (err) {
     throw garbage(`not parseable: ${(err as Error).message}`, body);
   }
-  const roots = build(Array.isArray(ordered) ? ordered : [], new Map([['xml', 'http://www.w3.org/XML/1998/namespace']]));
+  const roots = build(
+    Array.isArray(ordered) ? ordered : [],
+    new Map([['xml', 'http://www.w3.org/XML/1998/namespace']]),
+  );
   if (roots.length !== 1) throw garbage('no single root element', body);
   return roots[0]!;
 }
@@ -115,7 +126,8 @@ export function parseStatusLine(line: string | undefined): number | null {
 /** RFC 4918 §14.16: every `DAV:response` with its href, own status and 2xx properties. */
 export function parseMultistatus(body: string): DavResponse[] {
   const root = parseXml(body);
-  if (root.ns !== DAV_NS || root.local !== 'multistatus') throw garbage(`root element is ${root.local}`, body);
+  if (root.ns !== DAV_NS || root.local !== 'multistatus')
+    throw garbage(`root element is ${root.local}`, body);
   const responses: DavResponse[] = [];
   for (const response of children(root, DAV_NS, 'response')) {
     // §14.24: one or more hrefs; with propstat there is exactly one.

@@ -31,7 +31,12 @@ export async function startFakeDav(handler: Handler, host = '127.0.0.1'): Promis
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      requests.push({ method: req.method ?? '', url: req.url ?? '', host: req.headers.host, headers: req.headers });
+      requests.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        host: req.headers.host,
+        headers: req.headers,
+      });
       handler(req, res, Buffer.concat(chunks));
     });
   });
@@ -56,7 +61,10 @@ export async function startFakeDav(handler: Handler, host = '127.0.0.1'): Promis
 }
 
 /** A `DAV:response` for a multistatus body (namespace prefix `D`). */
-export function davResponse(href: string, options: { collection?: boolean; size?: number; status?: string } = {}): string {
+export function davResponse(
+  href: string,
+  options: { collection?: boolean; size?: number; status?: string } = {},
+): string {
   const type = options.collection ? '<D:resourcetype><D:collection/></D:resourcetype>' : '<D:resourcetype/>';
   const length = options.size !== undefined ? `<D:getcontentlength>${options.size}</D:getcontentlength>` : '';
   return (
@@ -67,10 +75,14 @@ export function davResponse(href: string, options: { collection?: boolean; size?
 }
 
 export function multistatus(...responses: string[]): string {
-  return `<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">${responses.join('')}</D:multistatus>`;
+  const head = '<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">';
+  return `${head}${responses.join('')}</D:multistatus>`;
 }
 
 export function send207(res: ServerResponse, body: string): void {
-  res.writeHead(207, { 'Content-Type': 'application/xml; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+  res.writeHead(207, {
+    'Content-Type': 'application/xml; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+  });
   res.end(body);
 }

@@ -51,28 +51,37 @@ describe('multistatus parsing', () => {
     [
       'D: prefix with Apache live-property prefixes',
       '<D:multistatus xmlns:D="DAV:"><D:response xmlns:lp1="DAV:"><D:href>/a/</D:href><D:propstat><D:prop>' +
-        '<lp1:resourcetype><D:collection/></lp1:resourcetype><lp1:getlastmodified>Fri, 04 Dec 2026 04:21:36 GMT' +
-        '</lp1:getlastmodified></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response></D:multistatus>',
+        '<lp1:resourcetype><D:collection/></lp1:resourcetype>' +
+        '<lp1:getlastmodified>Fri, 04 Dec 2026 04:21:36 GMT' +
+        '</lp1:getlastmodified></D:prop><D:status>HTTP/1.1 200 OK</D:status>' +
+        '</D:propstat></D:response></D:multistatus>',
     ],
     [
       'default namespace',
-      '<multistatus xmlns="DAV:"><response><href>/a/</href><propstat><prop><resourcetype><collection/></resourcetype>' +
-        '<getlastmodified>Fri, 04 Dec 2026 04:21:36 GMT</getlastmodified></prop><status>HTTP/1.1 200 OK</status>' +
+      '<multistatus xmlns="DAV:"><response><href>/a/</href>' +
+        '<propstat><prop><resourcetype><collection/></resourcetype>' +
+        '<getlastmodified>Fri, 04 Dec 2026 04:21:36 GMT</getlastmodified>' +
+        '</prop><status>HTTP/1.1 200 OK</status>' +
         '</propstat></response></multistatus>',
     ],
     [
       'lowercase d: (sabre/Nextcloud) with foreign properties',
-      '<d:multistatus xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:response><d:href>/a/</d:href><d:propstat>' +
-        '<d:prop><d:resourcetype><d:collection/></d:resourcetype><oc:id>0001</oc:id><d:getlastmodified>Fri, 04 Dec 2026' +
-        ' 04:21:36 GMT</d:getlastmodified></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>' +
+      '<d:multistatus xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns">' +
+        '<d:response><d:href>/a/</d:href><d:propstat>' +
+        '<d:prop><d:resourcetype><d:collection/></d:resourcetype>' +
+        '<oc:id>0001</oc:id><d:getlastmodified>Fri, 04 Dec 2026' +
+        ' 04:21:36 GMT</d:getlastmodified></d:prop>' +
+        '<d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>' +
         '</d:multistatus>',
     ],
     [
       'prefix redeclared on the element (SharePoint style)',
       '<?xml version="1.0" encoding="utf-8"?><a:multistatus xmlns:a="DAV:" xmlns:b="urn:uuid:c2f41010/">' +
         '<a:response><a:href>/a/</a:href><a:propstat><a:status>HTTP/1.1 200 OK</a:status><a:prop>' +
-        '<x:resourcetype xmlns:x="DAV:"><x:collection/></x:resourcetype><a:getlastmodified b:dt="dateTime.rfc1123">' +
-        'Fri, 04 Dec 2026 04:21:36 GMT</a:getlastmodified></a:prop></a:propstat></a:response></a:multistatus>',
+        '<x:resourcetype xmlns:x="DAV:"><x:collection/>' +
+        '</x:resourcetype><a:getlastmodified b:dt="dateTime.rfc1123">' +
+        'Fri, 04 Dec 2026 04:21:36 GMT</a:getlastmodified>' +
+        '</a:prop></a:propstat></a:response></a:multistatus>',
     ],
   ];
   for (const [title, xml] of styles) {
@@ -87,10 +96,12 @@ describe('multistatus parsing', () => {
   it('does not take elements from another namespace for DAV ones, and skips non-2xx propstats', () => {
     const [response] = parseMultistatus(
       '<D:multistatus xmlns:D="DAV:" xmlns:X="urn:x"><D:response><D:href>/f.txt</D:href>' +
-        '<D:propstat><D:prop><X:getcontentlength>999</X:getcontentlength></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>' +
+        '<D:propstat><D:prop><X:getcontentlength>999</X:getcontentlength>' +
+        '</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>' +
         '<D:propstat><D:prop><D:getcontentlength>5</D:getcontentlength><D:getcontenttype/></D:prop>' +
         '<D:status>HTTP/1.1 200 OK</D:status></D:propstat>' +
-        '<D:propstat><D:prop><D:creationdate/></D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>' +
+        '<D:propstat><D:prop><D:creationdate/></D:prop>' +
+        '<D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>' +
         '</D:response></D:multistatus>',
     );
     expect(response?.props.get('DAV:getcontentlength')?.text).toBe('5');
@@ -100,7 +111,8 @@ describe('multistatus parsing', () => {
 
   it('decodes XML entities in hrefs and keeps a response-level status', () => {
     const responses = parseMultistatus(
-      '<D:multistatus xmlns:D="DAV:"><D:response><D:href>/a&amp;b/x.txt</D:href><D:status>HTTP/1.1 423 Locked</D:status>' +
+      '<D:multistatus xmlns:D="DAV:"><D:response>' +
+        '<D:href>/a&amp;b/x.txt</D:href><D:status>HTTP/1.1 423 Locked</D:status>' +
         '</D:response></D:multistatus>',
     );
     expect(responses).toEqual([expect.objectContaining({ href: '/a&b/x.txt', status: 423 })]);
@@ -108,14 +120,18 @@ describe('multistatus parsing', () => {
 
   it('refuses a DOCTYPE, malformed XML, an undeclared prefix and a non-multistatus root', async () => {
     const bad = [
-      '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><D:multistatus xmlns:D="DAV:">&a;</D:multistatus>',
+      '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]>' +
+        '<D:multistatus xmlns:D="DAV:">&a;</D:multistatus>',
       '<D:multistatus xmlns:D="DAV:"><D:response></D:multistatus>',
       '<Q:multistatus><Q:response/></Q:multistatus>',
       '<D:error xmlns:D="DAV:"/>',
       '<html><body>It works!</body></html>',
     ];
     for (const xml of bad) {
-      await expectCloudmuxError(Promise.resolve().then(() => parseMultistatus(xml)), 'bad_gateway');
+      await expectCloudmuxError(
+        Promise.resolve().then(() => parseMultistatus(xml)),
+        'bad_gateway',
+      );
     }
   });
 });
@@ -124,14 +140,16 @@ describe('paths and hrefs', () => {
   const location = new DavLocation('https://dav.example.com/remote.php/dav/files/al%40ice/', '/Docs');
 
   it('percent-encodes every reserved character of a segment', () => {
-    expect(encodeSegment("a b#c?d%e&f+g;h'i(j)*k!l")).toBe('a%20b%23c%3Fd%25e%26f%2Bg%3Bh%27i%28j%29%2Ak%21l');
+    expect(encodeSegment("a b#c?d%e&f+g;h'i(j)*k!l")).toBe(
+      'a%20b%23c%3Fd%25e%26f%2Bg%3Bh%27i%28j%29%2Ak%21l',
+    );
     expect(location.url('/x y/é.txt', false)).toBe(
       'https://dav.example.com/remote.php/dav/files/al%40ice/Docs/x%20y/%C3%A9.txt',
     );
     expect(location.url('/', true)).toBe('https://dav.example.com/remote.php/dav/files/al%40ice/Docs/');
   });
 
-  it('maps hrefs in any encoding, relative or absolute, to raw ids; other hosts and outside paths to null', () => {
+  it('maps hrefs (any encoding, relative or absolute) to raw ids; other hosts, outside paths: null', () => {
     const request = 'https://dav.example.com/remote.php/dav/files/al%40ice/Docs/';
     const cases: Array<[string, string | null]> = [
       ['/remote.php/dav/files/al%40ice/Docs/x%20y/', '/x y'],
@@ -149,7 +167,8 @@ describe('paths and hrefs', () => {
       ['ftp://dav.example.com/remote.php/dav/files/al%40ice/Docs/a.txt', null],
       ['/remote.php/dav/files/al%40ice/Docs/../../bob/Docs/a.txt', null],
     ];
-    for (const [href, expected] of cases) expect([href, location.rawIdOfHref(href, request)]).toEqual([href, expected]);
+    for (const [href, expected] of cases)
+      expect([href, location.rawIdOfHref(href, request)]).toEqual([href, expected]);
   });
 
   it('refuses raw ids with dot segments, backslashes, controls or the upload prefix', () => {
@@ -161,7 +180,11 @@ describe('paths and hrefs', () => {
 
 describe('credentials', () => {
   it('accepts url or the Kloudless domain field, normalizes, and re-parses its own output', () => {
-    const fromDomain = webdavCredentials.parse({ domain: 'https://dav.example.com/dav', username: 'u', password: 'p' });
+    const fromDomain = webdavCredentials.parse({
+      domain: 'https://dav.example.com/dav',
+      username: 'u',
+      password: 'p',
+    });
     expect(fromDomain).toEqual({
       url: 'https://dav.example.com/dav/',
       username: 'u',
@@ -179,7 +202,9 @@ describe('credentials', () => {
     });
     expect(full.base_path).toBe('/team/docs');
     expect(webdav.passThrough?.kind).toBe('account_host');
-    expect(webdav.passThrough?.kind === 'account_host' && webdav.passThrough.baseUrl(full)).toBe('http://10.0.0.5:8080/');
+    expect(webdav.passThrough?.kind === 'account_host' && webdav.passThrough.baseUrl(full)).toBe(
+      'http://10.0.0.5:8080/',
+    );
     expect(webdav.auth).toEqual({ type: 'basic', usernameField: 'username', passwordField: 'password' });
     expect(webdav.network).toBe('self_hosted');
   });
@@ -199,7 +224,8 @@ describe('credentials', () => {
       { url: 'https://dav.example.com/', username: '', password: 'p' },
       { url: 'https://dav.example.com/', username: 'a:b', password: 'p' },
     ];
-    for (const input of bad) expect([input, webdavCredentials.safeParse(input).success]).toEqual([input, false]);
+    for (const input of bad)
+      expect([input, webdavCredentials.safeParse(input).success]).toEqual([input, false]);
   });
 
   it('declares search and copy; no native multipart, permissions or properties', async () => {
@@ -256,8 +282,10 @@ describe('against a loopback fake server', () => {
       if (req.url === '/dav/elsewhere') {
         return res.writeHead(302, { Location: `http://127.0.0.1:${other.port}/dav/elsewhere` }).end();
       }
-      if (req.url === '/dav/folder') return res.writeHead(301, { Location: `http://127.0.0.1:${f.port}/dav/folder/` }).end();
-      if (req.url === '/dav/folder/') return send207(res, multistatus(davResponse('/dav/folder/', { collection: true })));
+      if (req.url === '/dav/folder')
+        return res.writeHead(301, { Location: `http://127.0.0.1:${f.port}/dav/folder/` }).end();
+      if (req.url === '/dav/folder/')
+        return send207(res, multistatus(davResponse('/dav/folder/', { collection: true })));
       return res.writeHead(404).end();
     });
     const { storage } = await open(f.url);
@@ -297,13 +325,18 @@ describe('against a loopback fake server', () => {
     await expectCloudmuxError(readAll(result.stream), 'service_not_available', 'bad_gateway');
   });
 
-  it('turns garbage or oversized-entity replies into bad_gateway, and 401 into service_unauthorized', async () => {
+  it('turns garbage and DOCTYPE replies into bad_gateway, 401 into service_unauthorized', async () => {
     const f = await fake((req, res) => {
-      if (req.url === '/dav/html') return res.writeHead(207, { 'Content-Type': 'text/html' }).end('<html><p>hi</html>');
+      if (req.url === '/dav/html')
+        return res.writeHead(207, { 'Content-Type': 'text/html' }).end('<html><p>hi</html>');
       if (req.url === '/dav/doctype') {
-        return send207(res, '<!DOCTYPE m [<!ENTITY x "xxxxxxxxxx">]><D:multistatus xmlns:D="DAV:">&x;</D:multistatus>');
+        return send207(
+          res,
+          '<!DOCTYPE m [<!ENTITY x "xxxxxxxxxx">]><D:multistatus xmlns:D="DAV:">&x;</D:multistatus>',
+        );
       }
-      if (req.url === '/dav/noentry') return send207(res, multistatus(davResponse('/dav/other.txt', { size: 1 })));
+      if (req.url === '/dav/noentry')
+        return send207(res, multistatus(davResponse('/dav/other.txt', { size: 1 })));
       return res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="x"' }).end();
     });
     const { storage } = await open(f.url);
@@ -316,7 +349,8 @@ describe('against a loopback fake server', () => {
 
   it('reports a DELETE answered 207 with a failed member as that member’s error', async () => {
     const f = await fake((req, res) => {
-      if (req.method === 'PROPFIND') return send207(res, multistatus(davResponse('/dav/dir/', { collection: true })));
+      if (req.method === 'PROPFIND')
+        return send207(res, multistatus(davResponse('/dav/dir/', { collection: true })));
       if (req.method === 'DELETE') {
         return send207(
           res,
@@ -327,21 +361,29 @@ describe('against a loopback fake server', () => {
       return res.writeHead(500).end();
     });
     const { storage } = await open(f.url);
-    await expectCloudmuxError(storage.delete('/dir', 'folder', { recursive: true, permanent: true }), 'permission_denied');
+    await expectCloudmuxError(
+      storage.delete('/dir', 'folder', { recursive: true, permanent: true }),
+      'permission_denied',
+    );
     expect(f.requests.map((r) => [r.method, r.url])).toEqual([
       ['PROPFIND', '/dav/dir/'],
       ['DELETE', '/dav/dir/'],
     ]);
   });
 
-  it('sends MOVE and COPY with our own percent-encoded Destination on the same server and Overwrite F', async () => {
+  it('sends MOVE/COPY with our own percent-encoded same-server Destination and Overwrite F', async () => {
     const f = await fake((req, res) => {
       const path = decodeURIComponent((req.url ?? '').replace(/\/$/, ''));
       if (req.method === 'PROPFIND') {
-        if (path === '/dav/src file.txt' || path === '/dav/dest folder/copy #1.txt' || path === '/dav/dest folder/moved?.txt') {
+        if (
+          path === '/dav/src file.txt' ||
+          path === '/dav/dest folder/copy #1.txt' ||
+          path === '/dav/dest folder/moved?.txt'
+        ) {
           return send207(res, multistatus(davResponse(req.url ?? '', { size: 1 })));
         }
-        if (path === '/dav/dest folder') return send207(res, multistatus(davResponse(req.url ?? '', { collection: true })));
+        if (path === '/dav/dest folder')
+          return send207(res, multistatus(davResponse(req.url ?? '', { collection: true })));
         return res.writeHead(404).end();
       }
       res.writeHead(201).end();
