@@ -3,7 +3,8 @@
  * PATCH, DELETE (revokes its tokens), bearer tokens, token verification, and the public service
  * list the widgets read.
  */
-import { isAbsolute, relative, resolve, sep } from 'node:path';
+import { lstatSync, realpathSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { type AnyConnectorDefinition, CloudmuxError, type StorageApi } from '@cloudmux/core';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import * as z from 'zod';
@@ -66,11 +67,30 @@ function credentialsFrom(definition: AnyConnectorDefinition, body: Record<string
   return parsed.data as Record<string, unknown>;
 }
 
+/**
+ * `path` with the symbolic links of its existing part resolved (the rest need not exist yet, as
+ * offline imports allow); null when a component is a dangling link, whose target is unknowable.
+ */
+function realPathOf(path: string): string | null {
+  const missing: string[] = [];
+  for (let current = path; ; current = dirname(current)) {
+    try {
+      return join(realpathSync(current), ...missing);
+    } catch {
+      if (lstatSync(current, { throwIfNoEntry: false })) return null;
+      if (dirname(current) === current) return path;
+      missing.unshift(basename(current));
+    }
+  }
+}
+
 /** `local` accounts may only live inside the operator's CLOUDMUX_LOCAL_ROOTS. */
 export function assertLocalRoot(deps: ServerDeps, credentials: Record<string, unknown>): void {
-  const root = resolve(String(credentials.root));
+  // Compared as real paths: a symbolic link inside an allowed directory may point anywhere.
+  const root = realPathOf(resolve(String(credentials.root)));
   const inside = deps.config.localRoots.some((allowed) => {
-    const rel = relative(allowed, root);
+    if (root === null) return false;
+    const rel = relative(realPathOf(allowed) ?? allowed, root);
     return rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel));
   });
   if (!inside) throw new CloudmuxError('forbidden', 'The root directory is outside the directories this server allows for local accounts.');
