@@ -9,6 +9,7 @@ import { rawRoutes } from './raw.js';
 import { searchRoutes, sharingRoutes } from './search.js';
 import { storageRoutes } from './storage.js';
 import { taskRoutes } from './tasks.js';
+import { webhookRoutes } from './webhooks.js';
 
 /**
  * Every route the server serves, grouped as the reference page lists them. One file per route
@@ -25,6 +26,7 @@ export const ROUTE_DOCS: readonly RouteDoc[] = [
   ...eventRoutes,
   ...taskRoutes,
   ...rawRoutes,
+  ...webhookRoutes,
   ...opsRoutes,
 ];
 
