@@ -4,9 +4,10 @@ import { ftp } from '@cloudmux/connector-ftp';
 import { local } from '@cloudmux/connector-local';
 import { s3 } from '@cloudmux/connector-s3';
 import { smb } from '@cloudmux/connector-smb';
+import { webdav } from '@cloudmux/connector-webdav';
 import type { AnyConnectorDefinition } from '@cloudmux/core';
 
-export const defaultConnectors: readonly AnyConnectorDefinition[] = [local, ftp, smb, s3, azure];
+export const defaultConnectors: readonly AnyConnectorDefinition[] = [local, webdav, ftp, smb, s3, azure];
 
 export class ConnectorRegistry {
   readonly #byService = new Map<string, AnyConnectorDefinition>();

@@ -61,6 +61,6 @@ describe('S3 and Azure accounts through the server', () => {
 
   it('the public service list shows the installed connectors', async () => {
     const services = (await json(await t.call('/v1/public/services?apis=storage', { auth: null }))) as { objects: Array<{ name: string }> };
-    expect(services.objects.map((s) => s.name)).toEqual(expect.arrayContaining(['local', 'ftp', 'smb', 's3', 'azure']));
+    expect(services.objects.map((s) => s.name)).toEqual(expect.arrayContaining(['local', 'webdav', 'ftp', 'smb', 's3', 'azure']));
   });
 });
