@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import { type ConnectorContext, type Logger, rfc3986Encode } from '@cloudmux/core';
 import type { ResolvedS3Settings } from './credentials.js';
 import { errorFromBody, garbage, isNotImplemented, isPreconditionFailure, mapS3Error } from './errors.js';
-import { type XmlElement, childText, childrenNamed, escapeXml, parseXml, XmlError } from './xml.js';
+import { childrenNamed, childText, escapeXml, parseXml, type XmlElement, XmlError } from './xml.js';
 
 export interface ObjectHead {
   key: string;
@@ -46,7 +46,7 @@ export interface ListRequest {
   signal?: AbortSignal;
 }
 
-/** A request body: bytes (replayable, payload signed), a one-shot stream, or a factory (replayable stream). */
+/** A request body: bytes (replayable, payload signed), a one-shot stream, or a replayable stream factory. */
 export type Body =
   | { kind: 'buffer'; data: Buffer }
   | { kind: 'stream'; stream: Readable; length: number }
@@ -83,7 +83,9 @@ function query(pairs: Array<[string, string | number | undefined | null]>): stri
   const parts: string[] = [];
   for (const [name, value] of pairs) {
     if (value === undefined) continue;
-    parts.push(value === null ? rfc3986Encode(name) : `${rfc3986Encode(name)}=${rfc3986Encode(String(value))}`);
+    parts.push(
+      value === null ? rfc3986Encode(name) : `${rfc3986Encode(name)}=${rfc3986Encode(String(value))}`,
+    );
   }
   return parts.length ? `?${parts.join('&')}` : '';
 }
@@ -165,17 +167,19 @@ export class S3Client {
   }
 
   /**
-   * Runs a write with `If-None-Match: *` when asked and the endpoint may support it. A 412/409 is
-   * `KeyExistsError`; a 501 marks the endpoint as not supporting it and, when the request can be
-   * sent again (`replayable`), sends it once more without the header.
+   * Runs a write with `If-None-Match: *` when asked and the endpoint supports it — or, with
+   * `probe`, when support is still unknown. A 412/409 is `KeyExistsError`; a 501 marks the endpoint
+   * as not supporting it and, when the request can be sent again (`replayable`), sends it once more
+   * without the header.
    */
   private async conditional<T>(
     key: string,
     wanted: boolean,
-    replayable: boolean,
+    mode: { probe: boolean; replayable: boolean },
     run: (headers: Headers) => Promise<T>,
   ): Promise<T> {
-    const send = wanted && (this.conditionalWrites === 'yes' || (replayable && this.conditionalWrites === 'unknown'));
+    const send =
+      wanted && (this.conditionalWrites === 'yes' || (mode.probe && this.conditionalWrites === 'unknown'));
     if (!send) return run({});
     try {
       return await run({ 'If-None-Match': '*' });
@@ -184,10 +188,13 @@ export class S3Client {
         this.conditionalWrites = 'yes';
         throw new KeyExistsError(key);
       }
-      if (isNotImplemented(error) && replayable) {
-        this.log.debug({ service: 's3' }, 'endpoint does not implement If-None-Match on writes; using HEAD checks');
+      if (isNotImplemented(error)) {
+        this.log.debug(
+          { service: 's3' },
+          'endpoint does not implement If-None-Match on writes; using HEAD checks',
+        );
         this.conditionalWrites = 'no';
-        return run({});
+        if (mode.replayable) return run({});
       }
       throw error;
     }
@@ -265,7 +272,10 @@ export class S3Client {
     try {
       return await this.headObject(key, signal);
     } catch (error) {
-      if ((error as { code?: string }).code === 'not_found' && (error as { upstream?: { code?: string } }).upstream?.code !== 'NoSuchBucket') {
+      if (
+        (error as { code?: string }).code === 'not_found' &&
+        (error as { upstream?: { code?: string } }).upstream?.code !== 'NoSuchBucket'
+      ) {
         return null;
       }
       throw error;
@@ -277,7 +287,13 @@ export class S3Client {
     key: string,
     range: { start: number; end?: number } | undefined,
     signal?: AbortSignal,
-  ): Promise<{ stream: Readable; status: number; length: number | null; contentType: string | null; contentRange: string | null }> {
+  ): Promise<{
+    stream: Readable;
+    status: number;
+    length: number | null;
+    contentType: string | null;
+    contentRange: string | null;
+  }> {
     const response = await this.call(() =>
       this.http.get<Readable>(this.objectUrl(key), {
         responseType: 'stream',
@@ -303,8 +319,10 @@ export class S3Client {
     body: Body,
     options: { contentType: string; ifNoneMatch?: boolean; signal?: AbortSignal },
   ): Promise<{ etag: string | null }> {
+    // A stream cannot be sent twice: the header goes only where support is known.
     const replayable = body.kind !== 'stream';
-    return this.conditional(key, options.ifNoneMatch ?? false, replayable, async (extra) => {
+    const mode = { probe: replayable, replayable };
+    return this.conditional(key, options.ifNoneMatch ?? false, mode, async (extra) => {
       const config = this.bodyConfig(body);
       const response = await this.call(() =>
         this.http.put(this.objectUrl(key), config.data, {
@@ -348,7 +366,13 @@ export class S3Client {
     signal?: AbortSignal,
   ): Promise<string> {
     const config = this.bodyConfig(body);
-    const url = this.objectUrl(key, query([['partNumber', partNumber], ['uploadId', uploadId]]));
+    const url = this.objectUrl(
+      key,
+      query([
+        ['partNumber', partNumber],
+        ['uploadId', uploadId],
+      ]),
+    );
     const response = await this.call(() =>
       this.http.put(url, config.data, {
         ...(config.bodyFactory ? { bodyFactory: config.bodyFactory } : {}),
@@ -375,7 +399,13 @@ export class S3Client {
     range: { start: number; end: number },
     signal?: AbortSignal,
   ): Promise<string> {
-    const url = this.objectUrl(key, query([['partNumber', partNumber], ['uploadId', uploadId]]));
+    const url = this.objectUrl(
+      key,
+      query([
+        ['partNumber', partNumber],
+        ['uploadId', uploadId],
+      ]),
+    );
     const response = await this.call(() =>
       this.http.put<string>(url, undefined, {
         headers: {
@@ -404,47 +434,74 @@ export class S3Client {
     const xml =
       '<?xml version="1.0" encoding="UTF-8"?>' +
       '<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
-      sorted.map((p) => `<Part><PartNumber>${p.partNumber}</PartNumber><ETag>${escapeXml(p.etag)}</ETag></Part>`).join('') +
+      sorted
+        .map((p) => `<Part><PartNumber>${p.partNumber}</PartNumber><ETag>${escapeXml(p.etag)}</ETag></Part>`)
+        .join('') +
       '</CompleteMultipartUpload>';
     const url = this.objectUrl(key, query([['uploadId', uploadId]]));
-    await this.conditional(key, options.ifNoneMatch ?? false, true, async (extra) => {
-      const response = await this.call(() =>
-        this.http.post<string>(url, Buffer.from(xml, 'utf8'), {
-          headers: { 'Content-Type': 'application/xml', ...extra },
-          responseType: 'text',
-          ...(options.signal ? { signal: options.signal } : {}),
-        }),
-      );
-      const body = String(response.data ?? '');
-      const root = resultOrError(body, 'CompleteMultipartUpload response');
-      if (root.name !== 'CompleteMultipartUploadResult') throw garbage('CompleteMultipartUpload response', body);
-    });
+    await this.conditional(
+      key,
+      options.ifNoneMatch ?? false,
+      { probe: true, replayable: true },
+      async (extra) => {
+        const response = await this.call(() =>
+          this.http.post<string>(url, Buffer.from(xml, 'utf8'), {
+            headers: { 'Content-Type': 'application/xml', ...extra },
+            responseType: 'text',
+            ...(options.signal ? { signal: options.signal } : {}),
+          }),
+        );
+        const body = String(response.data ?? '');
+        const root = resultOrError(body, 'CompleteMultipartUpload response');
+        if (root.name !== 'CompleteMultipartUploadResult')
+          throw garbage('CompleteMultipartUpload response', body);
+      },
+    );
   }
 
   // https://docs.aws.amazon.com/AmazonS3/latest/API/API_AbortMultipartUpload.html
   async abortMultipartUpload(key: string, uploadId: string): Promise<void> {
-    await this.call(() => this.http.delete(this.objectUrl(key, query([['uploadId', uploadId]])), { responseType: 'text' }));
+    await this.call(() =>
+      this.http.delete(this.objectUrl(key, query([['uploadId', uploadId]])), { responseType: 'text' }),
+    );
   }
 
   // https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html
-  async copyObject(sourceKey: string, targetKey: string, options: { ifNoneMatch?: boolean; signal?: AbortSignal } = {}): Promise<void> {
-    await this.conditional(targetKey, options.ifNoneMatch ?? false, true, async (extra) => {
-      const response = await this.call(() =>
-        this.http.put<string>(this.objectUrl(targetKey), undefined, {
-          headers: { 'x-amz-copy-source': this.copySource(sourceKey), 'x-amz-metadata-directive': 'COPY', ...extra },
-          responseType: 'text',
-          ...(options.signal ? { signal: options.signal } : {}),
-        }),
-      );
-      const body = String(response.data ?? '');
-      const root = resultOrError(body, 'CopyObject response');
-      if (root.name !== 'CopyObjectResult') throw garbage('CopyObject response', body);
-    });
+  async copyObject(
+    sourceKey: string,
+    targetKey: string,
+    options: { ifNoneMatch?: boolean; signal?: AbortSignal } = {},
+  ): Promise<void> {
+    // Sent only where support is known (Amazon S3, or an endpoint that answered 412 before): an
+    // older server could read a plain If-None-Match on a copy as a condition on the source.
+    await this.conditional(
+      targetKey,
+      options.ifNoneMatch ?? false,
+      { probe: false, replayable: true },
+      async (extra) => {
+        const response = await this.call(() =>
+          this.http.put<string>(this.objectUrl(targetKey), undefined, {
+            headers: {
+              'x-amz-copy-source': this.copySource(sourceKey),
+              'x-amz-metadata-directive': 'COPY',
+              ...extra,
+            },
+            responseType: 'text',
+            ...(options.signal ? { signal: options.signal } : {}),
+          }),
+        );
+        const body = String(response.data ?? '');
+        const root = resultOrError(body, 'CopyObject response');
+        if (root.name !== 'CopyObjectResult') throw garbage('CopyObject response', body);
+      },
+    );
   }
 
   // https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObject.html
   async deleteObject(key: string, signal?: AbortSignal): Promise<void> {
-    await this.call(() => this.http.delete(this.objectUrl(key), { responseType: 'text', ...(signal ? { signal } : {}) }));
+    await this.call(() =>
+      this.http.delete(this.objectUrl(key), { responseType: 'text', ...(signal ? { signal } : {}) }),
+    );
   }
 
   // https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html

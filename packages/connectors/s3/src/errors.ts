@@ -6,7 +6,7 @@
  */
 import { CloudmuxError, type ErrorCode, isCloudmuxError, redactUpstreamBody } from '@cloudmux/core';
 import { SERVICE } from './keys.js';
-import { type XmlElement, childText } from './xml.js';
+import { childText, type XmlElement } from './xml.js';
 
 /** The credentials themselves are wrong (not the permissions they carry). */
 const UNAUTHORIZED = new Set([
@@ -55,7 +55,11 @@ function codeFor(s3Code: string | undefined, status: number | undefined): ErrorC
   return null;
 }
 
-const WRONG_REGION = new Set(['PermanentRedirect', 'AuthorizationHeaderMalformed', 'IllegalLocationConstraintException']);
+const WRONG_REGION = new Set([
+  'PermanentRedirect',
+  'AuthorizationHeaderMalformed',
+  'IllegalLocationConstraintException',
+]);
 
 /** A CloudmuxError from `ctx.http`, with the code refined by the S3 error code. */
 export function mapS3Error(error: unknown): unknown {
@@ -96,13 +100,17 @@ export function mapS3Error(error: unknown): unknown {
   });
 }
 
-/** A 200 response whose body is an `<Error>` document (CopyObject, UploadPartCopy, CompleteMultipartUpload). */
+/** A 200 whose body is an `<Error>` document (CopyObject, UploadPartCopy, CompleteMultipartUpload). */
 export function errorFromBody(root: XmlElement, body: string): CloudmuxError {
   const s3Code = childText(root, 'Code') ?? 'InternalError';
-  const base = new CloudmuxError(codeFor(s3Code, 200) ?? 'bad_gateway', `S3 reported ${s3Code} in a 200 response.`, {
-    service: SERVICE,
-    upstream: { service: SERVICE, status: 200, code: s3Code, body: redactUpstreamBody(body) },
-  });
+  const base = new CloudmuxError(
+    codeFor(s3Code, 200) ?? 'bad_gateway',
+    `S3 reported ${s3Code} in a 200 response.`,
+    {
+      service: SERVICE,
+      upstream: { service: SERVICE, status: 200, code: s3Code, body: redactUpstreamBody(body) },
+    },
+  );
   return base;
 }
 
@@ -113,7 +121,7 @@ export function garbage(what: string, body?: string): CloudmuxError {
   });
 }
 
-/** The upstream error (already mapped) says the target exists: 412 PreconditionFailed or 409 ConditionalRequestConflict. */
+/** The target exists: 412 PreconditionFailed or 409 ConditionalRequestConflict. */
 export function isPreconditionFailure(error: unknown): boolean {
   if (!isCloudmuxError(error)) return false;
   const status = error.upstream?.status;

@@ -4,7 +4,7 @@
  * exist only as common prefixes of deeper keys. Rename and move are copy + delete (every key under
  * a folder's prefix); copy is CopyObject (UploadPartCopy above 5 GiB); search lists and filters.
  */
-import { Transform, type Readable } from 'node:stream';
+import { type Readable, Transform } from 'node:stream';
 import {
   type ByteRange,
   CloudmuxError,
@@ -25,7 +25,7 @@ import {
 } from '@cloudmux/core';
 import { KeyExistsError, type ListedObject, type ObjectHead, type S3Client } from './client.js';
 import { garbage } from './errors.js';
-import { isValidName, KeySpace, SERVICE } from './keys.js';
+import { isValidName, type KeySpace, SERVICE } from './keys.js';
 import { mimeTypeFor } from './mime.js';
 import {
   ChunkReader,
@@ -34,8 +34,8 @@ import {
   exactLength,
   MAX_PART_SIZE,
   MAX_PARTS,
-  MiB,
   MIN_PART_SIZE,
+  MiB,
   type UploadLimits,
   uploadMultipart,
 } from './upload.js';
@@ -178,7 +178,11 @@ export class S3Storage implements StorageApi {
 
   // ---- items ----
 
-  private fileItem(key: string, info: { size: number; lastModified: Date | null; contentType?: string | null }, raw: unknown): StorageItem {
+  private fileItem(
+    key: string,
+    info: { size: number; lastModified: Date | null; contentType?: string | null },
+    raw: unknown,
+  ): StorageItem {
     const name = this.keys.nameOf(key);
     return {
       type: 'file',
@@ -231,13 +235,17 @@ export class S3Storage implements StorageApi {
   }
 
   private listedItem(object: ListedObject): StorageItem {
-    return this.fileItem(object.key, { size: object.size, lastModified: object.lastModified }, {
-      Key: object.key,
-      Size: object.size,
-      ETag: object.etag,
-      LastModified: object.lastModified?.toISOString() ?? null,
-      StorageClass: object.storageClass,
-    });
+    return this.fileItem(
+      object.key,
+      { size: object.size, lastModified: object.lastModified },
+      {
+        Key: object.key,
+        Size: object.size,
+        ETag: object.etag,
+        LastModified: object.lastModified?.toISOString() ?? null,
+        StorageClass: object.storageClass,
+      },
+    );
   }
 
   // ---- keys and existence ----
@@ -264,7 +272,8 @@ export class S3Storage implements StorageApi {
     if (first?.key === key) {
       return this.folderItem(key, first.lastModified, { Key: key, ETag: first.etag, Marker: true });
     }
-    if (first || result.prefixes.length > 0) return this.folderItem(key, null, { Prefix: key, Marker: false });
+    if (first || result.prefixes.length > 0)
+      return this.folderItem(key, null, { Prefix: key, Marker: false });
     return null;
   }
 
@@ -314,7 +323,13 @@ export class S3Storage implements StorageApi {
         maxKeys: room,
         ...(token ? { continuationToken: token } : after ? { startAfter: after } : {}),
       });
-      if (request === 0 && !page.cursor && !this.keys.isRoot(prefix) && result.objects.length === 0 && result.prefixes.length === 0) {
+      if (
+        request === 0 &&
+        !page.cursor &&
+        !this.keys.isRoot(prefix) &&
+        result.objects.length === 0 &&
+        result.prefixes.length === 0
+      ) {
         throw notFound('folder');
       }
       const entries: Array<{ key: string; item: StorageItem }> = [];
@@ -345,7 +360,8 @@ export class S3Storage implements StorageApi {
         // its last key and would repeat prefixes listed past it. Go on after the last entry instead.
         const lastObject = result.objects.at(-1)?.key;
         const lastPrefix = [...result.prefixes].sort(compareKeys).at(-1);
-        const prefixLast = lastPrefix !== undefined && (lastObject === undefined || compareKeys(lastPrefix, lastObject) > 0);
+        const prefixLast =
+          lastPrefix !== undefined && (lastObject === undefined || compareKeys(lastPrefix, lastObject) > 0);
         token = undefined;
         after = prefixLast ? pastPrefix(lastPrefix!) : lastObject!;
       } else {
@@ -367,7 +383,10 @@ export class S3Storage implements StorageApi {
     return null;
   }
 
-  async download(rawId: string, options: { range?: ByteRange; signal?: AbortSignal } = {}): Promise<DownloadResult> {
+  async download(
+    rawId: string,
+    options: { range?: ByteRange; signal?: AbortSignal } = {},
+  ): Promise<DownloadResult> {
     const key = this.fileKey(rawId);
     const { range, signal } = options;
     const result = await this.client.getObject(key, range, signal);
@@ -429,7 +448,11 @@ export class S3Storage implements StorageApi {
         const reader = new ChunkReader(body);
         if (await reader.hasMore()) {
           await reader.close();
-          throw new CloudmuxError('bad_request', 'The upload body is longer than the declared size of 0 bytes.', { service: SERVICE });
+          throw new CloudmuxError(
+            'bad_request',
+            'The upload body is longer than the declared size of 0 bytes.',
+            { service: SERVICE },
+          );
         }
         await this.client.putObject(key, { kind: 'buffer', data: Buffer.alloc(0) }, common);
         return;
@@ -467,22 +490,33 @@ export class S3Storage implements StorageApi {
     const parent = this.folderKey(parentRawId);
     const key = `${parent}${name}`;
     const [, existing] = await Promise.all([this.requireFolder(parent), this.occupant(key)]);
-    if (existing) throw namingConflict(existing.rawId, 'A file or folder with that name already exists.', SERVICE);
+    if (existing)
+      throw namingConflict(existing.rawId, 'A file or folder with that name already exists.', SERVICE);
     const marker = `${key}/`;
     try {
-      await this.client.putObject(marker, { kind: 'buffer', data: Buffer.alloc(0) }, {
-        contentType: FOLDER_CONTENT_TYPE,
-        ifNoneMatch: true,
-      });
+      await this.client.putObject(
+        marker,
+        { kind: 'buffer', data: Buffer.alloc(0) },
+        {
+          contentType: FOLDER_CONTENT_TYPE,
+          ifNoneMatch: true,
+        },
+      );
     } catch (error) {
-      if (error instanceof KeyExistsError) throw namingConflict(this.keys.rawIdOf(marker), 'A folder with that name already exists.', SERVICE);
+      if (error instanceof KeyExistsError)
+        throw namingConflict(this.keys.rawIdOf(marker), 'A folder with that name already exists.', SERVICE);
       throw error;
     }
     const head = await this.client.headObject(marker);
     return this.folderItem(marker, head.lastModified, { Key: marker, ETag: head.etag, Marker: true });
   }
 
-  async upload(parentRawId: string, name: string, body: Readable, options: UploadOptions): Promise<StorageItem> {
+  async upload(
+    parentRawId: string,
+    name: string,
+    body: Readable,
+    options: UploadOptions,
+  ): Promise<StorageItem> {
     validateItemName(name);
     const parent = this.folderKey(parentRawId);
     const key = `${parent}${name}`;
@@ -503,13 +537,18 @@ export class S3Storage implements StorageApi {
         ...(signal ? { signal } : {}),
       });
     } catch (error) {
-      if (error instanceof KeyExistsError) throw namingConflict(this.keys.rawIdOf(key), 'A file with that name already exists.', SERVICE);
+      if (error instanceof KeyExistsError)
+        throw namingConflict(this.keys.rawIdOf(key), 'A file with that name already exists.', SERVICE);
       throw error;
     }
     return this.headItem(await this.client.headObject(key, signal));
   }
 
-  async updateContents(rawId: string, body: Readable, options: { size?: number | null; signal?: AbortSignal } = {}): Promise<StorageItem> {
+  async updateContents(
+    rawId: string,
+    body: Readable,
+    options: { size?: number | null; signal?: AbortSignal } = {},
+  ): Promise<StorageItem> {
     const key = this.fileKey(rawId);
     const signal = options.signal;
     const head = await this.client.headObject(key, signal);
@@ -531,13 +570,18 @@ export class S3Storage implements StorageApi {
     options: { parentRawId?: string; name?: string },
   ): Promise<{ targetKey: string; parent: string }> {
     if (this.keys.isRoot(key)) {
-      throw new CloudmuxError('invalid_parameters', 'The root folder cannot be moved or copied.', { service: SERVICE });
+      throw new CloudmuxError('invalid_parameters', 'The root folder cannot be moved or copied.', {
+        service: SERVICE,
+      });
     }
     const name = validateItemName(options.name ?? this.keys.nameOf(key));
-    const parent = options.parentRawId !== undefined ? this.folderKey(options.parentRawId) : this.keys.parentKey(key)!;
+    const parent =
+      options.parentRawId !== undefined ? this.folderKey(options.parentRawId) : this.keys.parentKey(key)!;
     const targetKey = `${parent}${name}${type === 'folder' ? '/' : ''}`;
     if (type === 'folder' && targetKey !== key && targetKey.startsWith(key)) {
-      throw new CloudmuxError('invalid_parameters', 'A folder cannot be moved or copied into itself.', { service: SERVICE });
+      throw new CloudmuxError('invalid_parameters', 'A folder cannot be moved or copied into itself.', {
+        service: SERVICE,
+      });
     }
     return { targetKey, parent };
   }
@@ -545,7 +589,8 @@ export class S3Storage implements StorageApi {
   private async assertFree(targetKey: string, type: StorageItemType): Promise<void> {
     const fileKey = type === 'folder' ? targetKey.slice(0, -1) : targetKey;
     const existing = await this.occupant(fileKey);
-    if (existing) throw namingConflict(existing.rawId, 'A file or folder with that name already exists.', SERVICE);
+    if (existing)
+      throw namingConflict(existing.rawId, 'A file or folder with that name already exists.', SERVICE);
   }
 
   /** One object: CopyObject up to 5 GiB, a multipart copy (UploadPartCopy) above. */
@@ -557,7 +602,8 @@ export class S3Storage implements StorageApi {
       }
       await this.copyLarge(source, target, size, ifNoneMatch);
     } catch (error) {
-      if (error instanceof KeyExistsError) throw namingConflict(this.keys.rawIdOf(target), 'A file with that name already exists.', SERVICE);
+      if (error instanceof KeyExistsError)
+        throw namingConflict(this.keys.rawIdOf(target), 'A file with that name already exists.', SERVICE);
       throw error;
     }
   }
@@ -565,7 +611,8 @@ export class S3Storage implements StorageApi {
   private async copyLarge(source: string, target: string, size: number, ifNoneMatch: boolean): Promise<void> {
     const head = await this.client.headObject(source);
     const partSize = Math.max(COPY_PART_SIZE, Math.ceil(size / MAX_PARTS / MiB) * MiB);
-    if (partSize > MAX_PART_SIZE) throw new CloudmuxError('bad_request', 'The object is too large to copy.', { service: SERVICE });
+    if (partSize > MAX_PART_SIZE)
+      throw new CloudmuxError('bad_request', 'The object is too large to copy.', { service: SERVICE });
     const uploadId = await this.client.createMultipartUpload(target, {
       contentType: head.contentType || 'application/octet-stream',
       metadata: head.metadata,
@@ -583,7 +630,10 @@ export class S3Storage implements StorageApi {
       await this.client.completeMultipartUpload(target, uploadId, parts, { ifNoneMatch });
     } catch (error) {
       await this.client.abortMultipartUpload(target, uploadId).catch((abortError: unknown) => {
-        this.log.warn({ service: SERVICE, error: (abortError as Error).message }, 'could not abort a failed multipart copy');
+        this.log.warn(
+          { service: SERVICE, error: (abortError as Error).message },
+          'could not abort a failed multipart copy',
+        );
       });
       throw error;
     }
@@ -593,17 +643,23 @@ export class S3Storage implements StorageApi {
   private async *pagesUnder(prefix: string): AsyncGenerator<ListedObject[]> {
     let token: string | undefined;
     for (;;) {
-      const result = await this.client.listObjects({ prefix, maxKeys: 1000, ...(token ? { continuationToken: token } : {}) });
+      const result = await this.client.listObjects({
+        prefix,
+        maxKeys: 1000,
+        ...(token ? { continuationToken: token } : {}),
+      });
       if (result.objects.length > 0) yield result.objects;
       if (!result.truncated) return;
       token = result.nextToken!;
     }
   }
 
-  /** Copies every key under `source` to the same relative key under `target`; deletes the source keys page by page when moving. */
+  /** Copies every key under `source` to the same key under `target`; when moving, deletes each page after. */
   private async copyTree(source: string, target: string, move: boolean): Promise<void> {
     for await (const objects of this.pagesUnder(source)) {
-      await mapLimit(objects, COPY_CONCURRENCY, (o) => this.copyKey(o.key, `${target}${o.key.slice(source.length)}`, o.size, false));
+      await mapLimit(objects, COPY_CONCURRENCY, (o) =>
+        this.copyKey(o.key, `${target}${o.key.slice(source.length)}`, o.size, false),
+      );
       if (move) await this.client.deleteObjects(objects.map((o) => o.key));
     }
   }
@@ -629,7 +685,11 @@ export class S3Storage implements StorageApi {
     return (await this.folderInfo(targetKey)) ?? this.folderItem(targetKey, null, { Prefix: targetKey });
   }
 
-  async copy(rawId: string, type: StorageItemType, options: { parentRawId: string; name: string }): Promise<StorageItem> {
+  async copy(
+    rawId: string,
+    type: StorageItemType,
+    options: { parentRawId: string; name: string },
+  ): Promise<StorageItem> {
     const key = type === 'file' ? this.fileKey(rawId) : this.folderKey(rawId);
     const { targetKey, parent } = await this.target(key, type, options);
     if (type === 'file') {
@@ -656,7 +716,9 @@ export class S3Storage implements StorageApi {
     }
     const key = this.folderKey(rawId);
     if (this.keys.isRoot(key)) {
-      throw new CloudmuxError('invalid_parameters', 'The root folder cannot be deleted.', { service: SERVICE });
+      throw new CloudmuxError('invalid_parameters', 'The root folder cannot be deleted.', {
+        service: SERVICE,
+      });
     }
     const probe = await this.client.listObjects({ prefix: key, maxKeys: 2 });
     if (probe.objects.length === 0) throw notFound('folder');
@@ -683,8 +745,11 @@ export class S3Storage implements StorageApi {
    */
   async search(query: string, options: SearchOptions): Promise<Page<StorageItem>> {
     const needle = query.normalize('NFC').toLowerCase();
-    if (needle.trim() === '') throw new CloudmuxError('invalid_parameters', 'The search query is empty.', { service: SERVICE });
-    const roots = options.parents?.length ? options.parents.map((p) => this.folderKey(p)) : [this.keys.prefix];
+    if (needle.trim() === '')
+      throw new CloudmuxError('invalid_parameters', 'The search query is empty.', { service: SERVICE });
+    const roots = options.parents?.length
+      ? options.parents.map((p) => this.folderKey(p))
+      : [this.keys.prefix];
     const pageSize = Math.max(1, Math.floor(options.pageSize));
     let state: SearchCursor = { p: 0 };
     if (options.cursor) {
@@ -692,7 +757,11 @@ export class S3Storage implements StorageApi {
       if (typeof c.p !== 'number' || !Number.isInteger(c.p) || c.p < 0 || c.p >= roots.length) {
         throw new CloudmuxError('invalid_parameters', 'Invalid page cursor.', { service: SERVICE });
       }
-      state = { p: c.p, ...(typeof c.a === 'string' ? { a: c.a } : {}), ...(typeof c.s === 'number' ? { s: c.s } : {}) };
+      state = {
+        p: c.p,
+        ...(typeof c.a === 'string' ? { a: c.a } : {}),
+        ...(typeof c.s === 'number' ? { s: c.s } : {}),
+      };
     }
     if (!options.cursor) for (const root of roots) await this.requireFolder(root);
     const matches = (name: string) => name.normalize('NFC').toLowerCase().includes(needle);
@@ -724,7 +793,11 @@ export class S3Storage implements StorageApi {
             folderKey = `${folderKey}${segment}/`;
             const firstUnder = prev === undefined || !prev.startsWith(folderKey);
             if (firstUnder && matches(segment)) {
-              found.push(this.folderItem(folderKey, object.key === folderKey ? object.lastModified : null, { Prefix: folderKey }));
+              found.push(
+                this.folderItem(folderKey, object.key === folderKey ? object.lastModified : null, {
+                  Prefix: folderKey,
+                }),
+              );
             }
           }
           const last = segments[segments.length - 1]!;
@@ -741,7 +814,10 @@ export class S3Storage implements StorageApi {
           prev = object.key;
           scanned += 1;
           if (items.length >= pageSize || scanned >= this.searchScanLimit) {
-            const more = result.truncated || object !== result.objects[result.objects.length - 1] || p < roots.length - 1;
+            const more =
+              result.truncated ||
+              object !== result.objects[result.objects.length - 1] ||
+              p < roots.length - 1;
             return { items, cursor: more ? encodeCursor({ p, a: prev } satisfies SearchCursor) : null };
           }
         }
@@ -782,20 +858,32 @@ export class S3Storage implements StorageApi {
           options.ifExists === 'fail' ? this.client.headOrNull(key) : Promise.resolve(null),
         ]);
         if (folder) throw namingConflict(folder.rawId, 'A folder with that name already exists.', SERVICE);
-        if (file) throw namingConflict(this.keys.rawIdOf(key), 'A file with that name already exists.', SERVICE);
+        if (file)
+          throw namingConflict(this.keys.rawIdOf(key), 'A file with that name already exists.', SERVICE);
         const uploadId = await this.client.createMultipartUpload(key, {
           contentType: options.mimeType || mimeTypeFor(name),
           ...(options.signal ? { signal: options.signal } : {}),
         });
-        return { sessionState: this.encodeSession({ k: key, u: uploadId, f: options.ifExists === 'fail' ? 1 : 0, p: [] }) };
+        return {
+          sessionState: this.encodeSession({
+            k: key,
+            u: uploadId,
+            f: options.ifExists === 'fail' ? 1 : 0,
+            p: [],
+          }),
+        };
       },
       uploadPart: async (sessionState, partNumber, body, size) => {
         const session = this.decodeSession(sessionState);
         if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > MAX_PARTS) {
-          throw new CloudmuxError('invalid_parameters', `Part numbers run from 1 to ${MAX_PARTS}.`, { service: SERVICE });
+          throw new CloudmuxError('invalid_parameters', `Part numbers run from 1 to ${MAX_PARTS}.`, {
+            service: SERVICE,
+          });
         }
         if (!Number.isInteger(size) || size < 0 || size > MAX_PART_SIZE) {
-          throw new CloudmuxError('invalid_parameters', `A part holds at most ${MAX_PART_SIZE} bytes.`, { service: SERVICE });
+          throw new CloudmuxError('invalid_parameters', `A part holds at most ${MAX_PART_SIZE} bytes.`, {
+            service: SERVICE,
+          });
         }
         let etag: string;
         if (size <= this.limits.memoryPartMax) {
@@ -805,11 +893,19 @@ export class S3Storage implements StorageApi {
           const more = await reader.hasMore();
           await reader.close();
           if (data.length !== size || more) {
-            throw new CloudmuxError('bad_request', `Part ${partNumber} does not hold the declared ${size} bytes.`, { service: SERVICE });
+            throw new CloudmuxError(
+              'bad_request',
+              `Part ${partNumber} does not hold the declared ${size} bytes.`,
+              { service: SERVICE },
+            );
           }
           etag = await this.client.uploadPart(session.k, session.u, partNumber, { kind: 'buffer', data });
         } else {
-          etag = await this.client.uploadPart(session.k, session.u, partNumber, { kind: 'stream', stream: body, length: size });
+          etag = await this.client.uploadPart(session.k, session.u, partNumber, {
+            kind: 'stream',
+            stream: body,
+            length: size,
+          });
         }
         const parts = session.p.filter(([n]) => n !== partNumber);
         parts.push([partNumber, etag]);
@@ -822,7 +918,8 @@ export class S3Storage implements StorageApi {
           throw new CloudmuxError('invalid_parameters', 'No parts were uploaded.', { service: SERVICE });
         }
         const fail = session.f === 1;
-        const conflict = () => namingConflict(this.keys.rawIdOf(session.k), 'A file with that name already exists.', SERVICE);
+        const conflict = () =>
+          namingConflict(this.keys.rawIdOf(session.k), 'A file with that name already exists.', SERVICE);
         const abandon = () => this.client.abortMultipartUpload(session.k, session.u).catch(() => undefined);
         // Without conditional writes, a file created since `begin` is found by HEAD.
         if (fail && this.client.conditionalWrites !== 'yes' && (await this.client.headOrNull(session.k))) {

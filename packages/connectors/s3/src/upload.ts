@@ -48,7 +48,9 @@ export const DEFAULT_UPLOAD_LIMITS: Readonly<UploadLimits> = Object.freeze({
 /** Part size for a body of known size: 8 MiB, raised (in whole MiB) so the parts fit in 10,000. */
 export function partSizeForSize(size: number, base = DEFAULT_PART_SIZE): number {
   if (size > MAX_OBJECT_SIZE) {
-    throw new CloudmuxError('bad_request', `S3 objects are at most ${MAX_OBJECT_SIZE} bytes.`, { service: SERVICE });
+    throw new CloudmuxError('bad_request', `S3 objects are at most ${MAX_OBJECT_SIZE} bytes.`, {
+      service: SERVICE,
+    });
   }
   return Math.max(base, Math.ceil(size / MAX_PARTS / MiB) * MiB);
 }
@@ -161,7 +163,12 @@ interface StagedPart {
   cleanup(): Promise<void>;
 }
 
-async function stagePart(reader: ChunkReader, size: number, scratchDir: string, memoryMax: number): Promise<StagedPart> {
+async function stagePart(
+  reader: ChunkReader,
+  size: number,
+  scratchDir: string,
+  memoryMax: number,
+): Promise<StagedPart> {
   if (size <= memoryMax) {
     const data = await reader.readBuffer(size);
     return { body: { kind: 'buffer', data }, length: data.length, cleanup: async () => {} };
@@ -312,7 +319,7 @@ export async function uploadMultipart(
     await client.abortMultipartUpload(key, uploadId).catch((abortError: unknown) => {
       env.log.warn(
         { service: SERVICE, uploadId, error: (abortError as Error).message },
-        'could not abort the failed multipart upload; its parts stay until a bucket lifecycle rule removes them',
+        'could not abort a failed multipart upload; its parts stay until a lifecycle rule removes them',
       );
     });
     throw error;

@@ -69,17 +69,32 @@ export interface FakeS3Options {
 }
 
 const xmlEscape = (s: string) =>
-  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
+  s.replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!,
+  );
+
+const XMLNS = 'http://s3.amazonaws.com/doc/2006-03-01/';
+
+/** An XML document from pieces (keeps the templates below readable). */
+function doc(...parts: string[]): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>${parts.join('')}`;
+}
 
 function errorXml(code: string, message: string, extra = ''): string {
-  return `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${xmlEscape(message)}</Message>${extra}<RequestId>fake</RequestId></Error>`;
+  return doc(
+    `<Error><Code>${code}</Code><Message>${xmlEscape(message)}</Message>`,
+    `${extra}<RequestId>fake</RequestId></Error>`,
+  );
 }
 
 /** Amazon's `encoding-type=url` form: space as `+`, everything else strict percent-encoding, `/` kept. */
 function urlEncodeKey(key: string): string {
   return key
     .split('/')
-    .map((s) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`))
+    .map((s) =>
+      encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`),
+    )
     .join('/')
     .replace(/%20/g, '+');
 }
@@ -138,7 +153,12 @@ export class FakeS3 {
   }
 
   /** An object of `size` bytes that are never materialized (for copies above 5 GiB). */
-  putVirtual(key: string, size: number, contentType = 'application/octet-stream', metadata: Record<string, string> = {}): void {
+  putVirtual(
+    key: string,
+    size: number,
+    contentType = 'application/octet-stream',
+    metadata: Record<string, string> = {},
+  ): void {
     this.objects.set(key, {
       data: null,
       size,
@@ -177,7 +197,12 @@ export class FakeS3 {
       size += chunk.length;
       if (keep) chunks.push(chunk);
     }
-    return { data: keep ? Buffer.concat(chunks, size) : null, size, sha256: sha.digest('hex'), md5: m.digest('hex') };
+    return {
+      data: keep ? Buffer.concat(chunks, size) : null,
+      size,
+      sha256: sha.digest('hex'),
+      md5: m.digest('hex'),
+    };
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -191,7 +216,10 @@ export class FakeS3 {
     const isXmlPost = method === 'POST';
     const pending = this.uploads.get(url.searchParams.get('uploadId') ?? '');
     const inOrder =
-      this.options.sink && method === 'PUT' && pending && Number(url.searchParams.get('partNumber')) === pending.next;
+      this.options.sink &&
+      method === 'PUT' &&
+      pending &&
+      Number(url.searchParams.get('partNumber')) === pending.next;
     const body = await this.readBody(
       req,
       !this.options.sink || isXmlPost || (method === 'PUT' && !!req.headers['x-amz-copy-source']),
@@ -226,7 +254,13 @@ export class FakeS3 {
       this.reply(
         res,
         400,
-        method === 'HEAD' ? '' : errorXml('AuthorizationHeaderMalformed', `the region '${verdict.region}' is wrong`, `<Region>${this.options.region ?? 'us-east-1'}</Region>`),
+        method === 'HEAD'
+          ? ''
+          : errorXml(
+              'AuthorizationHeaderMalformed',
+              `the region '${verdict.region}' is wrong`,
+              `<Region>${this.options.region ?? 'us-east-1'}</Region>`,
+            ),
       );
       return;
     }
@@ -242,7 +276,11 @@ export class FakeS3 {
       }
     }
     if (bucket !== this.options.bucket) {
-      this.reply(res, 404, method === 'HEAD' ? '' : errorXml('NoSuchBucket', 'The specified bucket does not exist'));
+      this.reply(
+        res,
+        404,
+        method === 'HEAD' ? '' : errorXml('NoSuchBucket', 'The specified bucket does not exist'),
+      );
       return;
     }
     const q = url.searchParams;
@@ -255,11 +293,19 @@ export class FakeS3 {
     const mode = this.options.conditionalWrites ?? 'supported';
     if (mode === 'ignored') return false;
     if (mode === 'not_implemented') {
-      this.reply(res, 501, errorXml('NotImplemented', 'A header you provided implies functionality that is not implemented'));
+      this.reply(
+        res,
+        501,
+        errorXml('NotImplemented', 'A header you provided implies functionality that is not implemented'),
+      );
       return true;
     }
     if (this.objects.has(key)) {
-      this.reply(res, 412, errorXml('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold'));
+      this.reply(
+        res,
+        412,
+        errorXml('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold'),
+      );
       return true;
     }
     return false;
@@ -304,7 +350,11 @@ export class FakeS3 {
         .filter((e) => !e.prefix)
         .map((e) => {
           const o = this.objects.get(e.key)!;
-          return `<Contents><Key>${enc(e.key)}</Key><LastModified>${o.lastModified.toISOString()}</LastModified><ETag>${xmlEscape(o.etag)}</ETag><Size>${o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`;
+          return [
+            `<Contents><Key>${enc(e.key)}</Key><LastModified>${o.lastModified.toISOString()}</LastModified>`,
+            `<ETag>${xmlEscape(o.etag)}</ETag><Size>${o.size}</Size>`,
+            '<StorageClass>STANDARD</StorageClass></Contents>',
+          ].join('');
         })
         .join('');
       const prefixes = entries
@@ -314,7 +364,21 @@ export class FakeS3 {
       this.reply(
         res,
         200,
-        `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>${this.options.bucket}</Name><Prefix>${enc(prefix)}</Prefix><KeyCount>${entries.length}</KeyCount><MaxKeys>${maxKeys}</MaxKeys>${delimiter ? `<Delimiter>${enc(delimiter)}</Delimiter>` : ''}${encode ? '<EncodingType>url</EncodingType>' : ''}<IsTruncated>${truncated}</IsTruncated>${token ? `<ContinuationToken>${token}</ContinuationToken>` : ''}${truncated ? `<NextContinuationToken>${Buffer.from(last, 'utf8').toString('base64url')}</NextContinuationToken>` : ''}${contents}${prefixes}</ListBucketResult>`,
+        doc(
+          `<ListBucketResult xmlns="${XMLNS}"><Name>${this.options.bucket}</Name>`,
+          `<Prefix>${enc(prefix)}</Prefix><KeyCount>${entries.length}</KeyCount>`,
+          `<MaxKeys>${maxKeys}</MaxKeys>`,
+          delimiter ? `<Delimiter>${enc(delimiter)}</Delimiter>` : '',
+          encode ? '<EncodingType>url</EncodingType>' : '',
+          `<IsTruncated>${truncated}</IsTruncated>`,
+          token ? `<ContinuationToken>${token}</ContinuationToken>` : '',
+          truncated
+            ? `<NextContinuationToken>${Buffer.from(last).toString('base64url')}</NextContinuationToken>`
+            : '',
+          contents,
+          prefixes,
+          '</ListBucketResult>',
+        ),
       );
       return;
     }
@@ -322,17 +386,26 @@ export class FakeS3 {
     if (method === 'POST' && q.has('delete')) {
       const md5b64 = Buffer.from(body.md5, 'hex').toString('base64');
       if (req.headers['content-md5'] !== md5b64) {
-        this.reply(res, 400, errorXml('InvalidRequest', 'Missing required header for this request: Content-MD5'));
+        this.reply(
+          res,
+          400,
+          errorXml('InvalidRequest', 'Missing required header for this request: Content-MD5'),
+        );
         return;
       }
       const xml = body.data!.toString('utf8');
-      const keys = [...xml.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]!.replace(/&(amp|lt|gt|quot|apos);/g, (_, e: string) => ({ amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" })[e]!));
+      const keys = [...xml.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) =>
+        m[1]!.replace(
+          /&(amp|lt|gt|quot|apos);/g,
+          (_, e: string) => ({ amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" })[e]!,
+        ),
+      );
       if (keys.length > 1000) {
         this.reply(res, 400, errorXml('MalformedXML', 'more than 1000 keys'));
         return;
       }
       for (const k of keys) this.objects.delete(k);
-      this.reply(res, 200, '<?xml version="1.0" encoding="UTF-8"?><DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"></DeleteResult>');
+      this.reply(res, 200, doc(`<DeleteResult xmlns="${XMLNS}"></DeleteResult>`));
       return;
     }
     this.reply(res, 405, errorXml('MethodNotAllowed', 'not in the fake'));
@@ -370,7 +443,11 @@ export class FakeS3 {
         start = Number(range[1]);
         end = range[2] ? Math.min(Number(range[2]), o.size - 1) : o.size - 1;
         if (start >= o.size) {
-          this.reply(res, 416, head ? '' : errorXml('InvalidRange', 'The requested range is not satisfiable'));
+          this.reply(
+            res,
+            416,
+            head ? '' : errorXml('InvalidRange', 'The requested range is not satisfiable'),
+          );
           return;
         }
         status = 206;
@@ -399,25 +476,44 @@ export class FakeS3 {
           return;
         }
         if (src.size > 5 * 1024 ** 3) {
-          this.reply(res, 400, errorXml('InvalidRequest', 'The specified copy source is larger than the maximum allowable size for a copy source: 5368709120'));
+          this.reply(
+            res,
+            400,
+            errorXml(
+              'InvalidRequest',
+              'The specified copy source is larger than the maximum allowable size for a copy source',
+            ),
+          );
           return;
         }
         if (this.conditionalFails(req, key, res)) return;
         const copy = { ...src, lastModified: new Date() };
         this.objects.set(key, copy);
-        this.reply(res, 200, `<?xml version="1.0" encoding="UTF-8"?><CopyObjectResult><LastModified>${copy.lastModified.toISOString()}</LastModified><ETag>${xmlEscape(copy.etag)}</ETag></CopyObjectResult>`);
+        this.reply(
+          res,
+          200,
+          doc(
+            `<CopyObjectResult><LastModified>${copy.lastModified.toISOString()}</LastModified>`,
+            `<ETag>${xmlEscape(copy.etag)}</ETag></CopyObjectResult>`,
+          ),
+        );
         return;
       }
       // https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html
       if (this.conditionalFails(req, key, res)) return;
       const declared = req.headers['content-length'];
       if (declared === undefined) {
-        this.reply(res, 411, errorXml('MissingContentLength', 'You must provide the Content-Length HTTP header.'));
+        this.reply(
+          res,
+          411,
+          errorXml('MissingContentLength', 'You must provide the Content-Length HTTP header.'),
+        );
         return;
       }
       const etag = `"${body.md5}"`;
       const metadata: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (k.startsWith('x-amz-meta-')) metadata[k.slice(11)] = String(v);
+      for (const [k, v] of Object.entries(req.headers))
+        if (k.startsWith('x-amz-meta-')) metadata[k.slice(11)] = String(v);
       this.objects.set(key, {
         data: body.data,
         size: body.size,
@@ -434,7 +530,8 @@ export class FakeS3 {
       // https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateMultipartUpload.html
       const id = randomBytes(12).toString('base64url');
       const metadata: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (k.startsWith('x-amz-meta-')) metadata[k.slice(11)] = String(v);
+      for (const [k, v] of Object.entries(req.headers))
+        if (k.startsWith('x-amz-meta-')) metadata[k.slice(11)] = String(v);
       this.uploads.set(id, {
         key,
         contentType: String(req.headers['content-type'] ?? 'binary/octet-stream'),
@@ -443,7 +540,14 @@ export class FakeS3 {
         running: createHash('sha256'),
         next: 1,
       });
-      this.reply(res, 200, `<?xml version="1.0" encoding="UTF-8"?><InitiateMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>${this.options.bucket}</Bucket><Key>${xmlEscape(key)}</Key><UploadId>${id}</UploadId></InitiateMultipartUploadResult>`);
+      this.reply(
+        res,
+        200,
+        doc(
+          `<InitiateMultipartUploadResult xmlns="${XMLNS}"><Bucket>${this.options.bucket}</Bucket>`,
+          `<Key>${xmlEscape(key)}</Key><UploadId>${id}</UploadId></InitiateMultipartUploadResult>`,
+        ),
+      );
       return;
     }
     const upload = uploadId === null ? undefined : this.uploads.get(uploadId);
@@ -459,23 +563,50 @@ export class FakeS3 {
         const src = this.copySource(source);
         const m = /^bytes=(\d+)-(\d+)$/.exec(String(req.headers['x-amz-copy-source-range'] ?? ''));
         if (!src || !m) {
-          this.reply(res, src ? 400 : 404, errorXml(src ? 'InvalidArgument' : 'NoSuchKey', 'bad copy source or range'));
+          this.reply(
+            res,
+            src ? 400 : 404,
+            errorXml(src ? 'InvalidArgument' : 'NoSuchKey', 'bad copy source or range'),
+          );
           return;
         }
         const start = Number(m[1]);
         const end = Number(m[2]);
         if (end >= src.size || end < start || end - start + 1 > 5 * 1024 ** 3) {
-          this.reply(res, 400, errorXml('InvalidArgument', 'The x-amz-copy-source-range value must be of the form bytes=first-last'));
+          this.reply(
+            res,
+            400,
+            errorXml(
+              'InvalidArgument',
+              'The x-amz-copy-source-range value must be of the form bytes=first-last',
+            ),
+          );
           return;
         }
         const etag = `"${randomBytes(16).toString('hex')}"`;
-        upload.parts.set(partNumber, { data: src.data ? src.data.subarray(start, end + 1) : null, size: end - start + 1, etag, sha256: '' });
-        this.reply(res, 200, `<?xml version="1.0" encoding="UTF-8"?><CopyPartResult><LastModified>${new Date().toISOString()}</LastModified><ETag>${xmlEscape(etag)}</ETag></CopyPartResult>`);
+        upload.parts.set(partNumber, {
+          data: src.data ? src.data.subarray(start, end + 1) : null,
+          size: end - start + 1,
+          etag,
+          sha256: '',
+        });
+        this.reply(
+          res,
+          200,
+          doc(
+            `<CopyPartResult><LastModified>${new Date().toISOString()}</LastModified>`,
+            `<ETag>${xmlEscape(etag)}</ETag></CopyPartResult>`,
+          ),
+        );
         return;
       }
       // https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPart.html
       if (req.headers['content-length'] === undefined) {
-        this.reply(res, 411, errorXml('MissingContentLength', 'You must provide the Content-Length HTTP header.'));
+        this.reply(
+          res,
+          411,
+          errorXml('MissingContentLength', 'You must provide the Content-Length HTTP header.'),
+        );
         return;
       }
       const etag = `"${body.md5}"`;
@@ -486,7 +617,9 @@ export class FakeS3 {
     if (method === 'POST' && upload) {
       // https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html
       const xml = body.data!.toString('utf8');
-      const listed = [...xml.matchAll(/<Part><PartNumber>(\d+)<\/PartNumber><ETag>([^<]*)<\/ETag><\/Part>/g)].map((m) => ({
+      const listed = [
+        ...xml.matchAll(/<Part><PartNumber>(\d+)<\/PartNumber><ETag>([^<]*)<\/ETag><\/Part>/g),
+      ].map((m) => ({
         n: Number(m[1]),
         etag: m[2]!.replace(/&quot;/g, '"'),
       }));
@@ -507,7 +640,11 @@ export class FakeS3 {
           return;
         }
         if (i < listed.length - 1 && stored.size < minPart) {
-          this.reply(res, 400, errorXml('EntityTooSmall', `part ${p.n} is smaller than the minimum allowed size`));
+          this.reply(
+            res,
+            400,
+            errorXml('EntityTooSmall', `part ${p.n} is smaller than the minimum allowed size`),
+          );
           return;
         }
       }
@@ -515,7 +652,12 @@ export class FakeS3 {
       const parts = listed.map((p) => upload.parts.get(p.n)!);
       const size = parts.reduce((s, p) => s + p.size, 0);
       const virtual = parts.some((p) => p.data === null);
-      const data = virtual ? null : Buffer.concat(parts.map((p) => p.data!), size);
+      const data = virtual
+        ? null
+        : Buffer.concat(
+            parts.map((p) => p.data!),
+            size,
+          );
       const etag = `"${md5(Buffer.from(parts.map((p) => p.etag).join('')))}-${parts.length}"`;
       const streamed = this.options.sink && upload.next === listed.length + 1;
       this.objects.set(key, {
@@ -532,7 +674,17 @@ export class FakeS3 {
         lastModified: new Date(),
       });
       this.uploads.delete(uploadId!);
-      this.reply(res, 200, `<?xml version="1.0" encoding="UTF-8"?><CompleteMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Location>${this.endpoint}/${this.options.bucket}/${xmlEscape(key)}</Location><Bucket>${this.options.bucket}</Bucket><Key>${xmlEscape(key)}</Key><ETag>${xmlEscape(etag)}</ETag></CompleteMultipartUploadResult>`);
+      this.reply(
+        res,
+        200,
+        doc(
+          `<CompleteMultipartUploadResult xmlns="${XMLNS}">`,
+          `<Location>${this.endpoint}/${this.options.bucket}/${xmlEscape(key)}</Location>`,
+          `<Bucket>${this.options.bucket}</Bucket><Key>${xmlEscape(key)}</Key>`,
+          `<ETag>${xmlEscape(etag)}</ETag>`,
+          '</CompleteMultipartUploadResult>',
+        ),
+      );
       return;
     }
     if (method === 'DELETE' && upload) {

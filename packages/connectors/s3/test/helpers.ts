@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { type ConnectorContext, createConnectorContext, ManualClock, silentLogger } from '@cloudmux/core';
 import { makeTempDir, type TempDir } from '@cloudmux/testkit';
-import { resolveSettings, S3Client, type S3Credentials, S3Storage, s3, KeySpace } from '../src/index.js';
+import { KeySpace, resolveSettings, S3Client, type S3Credentials, S3Storage, s3 } from '../src/index.js';
 import type { UploadLimits } from '../src/upload.js';
 
 export interface Harness {
@@ -23,7 +23,13 @@ export async function harness(
   const scratch = await makeTempDir('cloudmux-s3-scratch-');
   // Backoff sleeps are skipped (and recorded); SigV4 dates still come from a real timestamp.
   const clock = new ManualClock(Date.now(), { autoAdvance: true });
-  const ctx = createConnectorContext({ definition: s3, accountId: '7', credentials: parsed, scratchDir: scratch.path, clock });
+  const ctx = createConnectorContext({
+    definition: s3,
+    accountId: '7',
+    credentials: parsed,
+    scratchDir: scratch.path,
+    clock,
+  });
   const settings = resolveSettings(parsed);
   const client = new S3Client(ctx.http, settings, silentLogger);
   const storage = new S3Storage({
@@ -78,12 +84,14 @@ function patternChunk(offset: number, n: number): Buffer {
 
 export function patternSha256(size: number, chunk = 256 * 1024): string {
   const hash = createHash('sha256');
-  for (let offset = 0; offset < size; offset += chunk) hash.update(patternChunk(offset, Math.min(chunk, size - offset)));
+  for (let offset = 0; offset < size; offset += chunk)
+    hash.update(patternChunk(offset, Math.min(chunk, size - offset)));
   return hash.digest('hex');
 }
 
 export function patternBytes(size: number, chunk = 256 * 1024): Buffer {
   const parts: Buffer[] = [];
-  for (let offset = 0; offset < size; offset += chunk) parts.push(patternChunk(offset, Math.min(chunk, size - offset)));
+  for (let offset = 0; offset < size; offset += chunk)
+    parts.push(patternChunk(offset, Math.min(chunk, size - offset)));
   return Buffer.concat(parts);
 }

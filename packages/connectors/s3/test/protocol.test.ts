@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { CloudmuxError } from '@cloudmux/core';
 import { bufferStream, expectCloudmuxError, readAll, sha256 } from '@cloudmux/testkit';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type FakeS3Options, FakeS3 } from './fake-s3.js';
+import { FakeS3, type FakeS3Options } from './fake-s3.js';
 import { type Harness, harness, patternBytes, patternSha256, patternStream } from './helpers.js';
 import { verifySigV4 } from './sigv4.js';
 
@@ -20,7 +20,11 @@ const BUCKET = 'fake-bucket';
 let fake: FakeS3;
 let h: Harness | undefined;
 
-async function setup(options: Partial<FakeS3Options> = {}, creds: Record<string, unknown> = {}, extra: Parameters<typeof harness>[1] = {}) {
+async function setup(
+  options: Partial<FakeS3Options> = {},
+  creds: Record<string, unknown> = {},
+  extra: Parameters<typeof harness>[1] = {},
+) {
   fake = await new FakeS3({ bucket: BUCKET, accessKeyId: KEY, secretAccessKey: SECRET, ...options }).start();
   h = await harness(
     { access_key_id: KEY, secret_access_key: SECRET, bucket: BUCKET, endpoint: fake.endpoint, ...creds },
@@ -36,7 +40,12 @@ afterEach(async () => {
 });
 
 const root = () => h!.storage.rootRawId;
-const upload = (name: string, data: Buffer | string, ifExists: 'fail' | 'replace' = 'fail', parent = root()) => {
+const upload = (
+  name: string,
+  data: Buffer | string,
+  ifExists: 'fail' | 'replace' = 'fail',
+  parent = root(),
+) => {
   const buf = typeof data === 'string' ? Buffer.from(data) : data;
   return h!.storage.upload(parent, name, bufferStream(buf), { size: buf.length, ifExists });
 };
@@ -56,11 +65,19 @@ describe('the SigV4 verifier of the fake', () => {
         'SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,' +
         'Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41',
     };
-    const keys = { accessKeyId: 'AKIAIOSFODNN7EXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' };
+    const keys = {
+      accessKeyId: 'AKIAIOSFODNN7EXAMPLE',
+      secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+    };
     expect(verifySigV4({ method: 'GET', target: '/test.txt', headers }, keys).ok).toBe(true);
-    expect(verifySigV4({ method: 'GET', target: '/test.txt', headers: { ...headers, range: 'bytes=0-10' } }, keys).ok).toBe(false);
+    expect(
+      verifySigV4({ method: 'GET', target: '/test.txt', headers: { ...headers, range: 'bytes=0-10' } }, keys)
+        .ok,
+    ).toBe(false);
     expect(verifySigV4({ method: 'GET', target: '/test2.txt', headers }, keys).ok).toBe(false);
-    expect(verifySigV4({ method: 'GET', target: '/test.txt', headers }, { ...keys, secretAccessKey: 'x' }).ok).toBe(false);
+    expect(
+      verifySigV4({ method: 'GET', target: '/test.txt', headers }, { ...keys, secretAccessKey: 'x' }).ok,
+    ).toBe(false);
   });
 });
 
@@ -69,17 +86,22 @@ describe('signatures on the wire', () => {
     await setup({}, {}, { limits: { partSize: 5 * MiB, singlePutMax: 5 * MiB } });
     const s = h!.storage;
     const dir = await s.createFolder(root(), 'docs & notes+1 (é)');
-    const odd = 'a+b & c%d=é ü ~!*\'().txt';
+    const odd = "a+b & c%d=é ü ~!*'().txt";
     const small = await upload(odd, 'small body', 'fail', dir.rawId);
     expect(small.name).toBe(odd);
     // Unknown size, 12 MiB: multipart with Buffer parts (payload hash signed).
-    const big = await s.upload(dir.rawId, 'big.bin', patternStream(12 * MiB), { size: null, ifExists: 'fail' });
+    const big = await s.upload(dir.rawId, 'big.bin', patternStream(12 * MiB), {
+      size: null,
+      ifExists: 'fail',
+    });
     expect(big.size).toBe(12 * MiB);
     const page = await s.list(dir.rawId, { pageSize: 10 });
     expect(page.items.map((i) => i.name).sort()).toEqual([odd, 'big.bin'].sort());
     expect((await s.lookup(dir.rawId, odd))?.rawId).toBe(small.rawId);
     const part = await s.download(big.rawId, { range: { start: 5 * MiB - 3, end: 5 * MiB + 2 } });
-    expect((await readAll(part.stream)).equals(patternBytes(12 * MiB).subarray(5 * MiB - 3, 5 * MiB + 3))).toBe(true);
+    expect(
+      (await readAll(part.stream)).equals(patternBytes(12 * MiB).subarray(5 * MiB - 3, 5 * MiB + 3)),
+    ).toBe(true);
     const copy = await s.copy!(small.rawId, 'file', { parentRawId: root(), name: 'copy of +.txt' });
     expect((await contents(copy.rawId)).toString()).toBe('small body');
     const moved = await s.move(dir.rawId, 'folder', { name: 'moved %2F dir' });
@@ -95,18 +117,29 @@ describe('signatures on the wire', () => {
     // The small known-size upload streamed (UNSIGNED-PAYLOAD); parts and XML bodies carry their hash.
     const puts = fake.requests.filter((r) => r.method === 'PUT' && r.bytes > 0);
     expect(puts.some((r) => r.headers['x-amz-content-sha256'] === 'UNSIGNED-PAYLOAD')).toBe(true);
-    expect(partRequests().every((r) => /^[0-9a-f]{64}$/.test(String(r.headers['x-amz-content-sha256'])))).toBe(true);
+    expect(
+      partRequests().every((r) => /^[0-9a-f]{64}$/.test(String(r.headers['x-amz-content-sha256']))),
+    ).toBe(true);
     // The copy source names the source key, strictly encoded.
-    const copyReq = fake.requests.find((r) => r.method === 'PUT' && r.headers['x-amz-copy-source'] !== undefined);
-    expect(decodeURIComponent(String(copyReq!.headers['x-amz-copy-source']))).toBe(`/${BUCKET}/docs & notes+1 (é)/${odd}`);
+    const copyReq = fake.requests.find(
+      (r) => r.method === 'PUT' && r.headers['x-amz-copy-source'] !== undefined,
+    );
+    expect(decodeURIComponent(String(copyReq!.headers['x-amz-copy-source']))).toBe(
+      `/${BUCKET}/docs & notes+1 (é)/${odd}`,
+    );
     expect(fake.objects.size).toBe(0);
   });
 
-  it('a wrong secret is service_unauthorized (HEAD, which has no error body, is service_forbidden)', async () => {
+  it('a wrong secret is service_unauthorized (a HEAD, without error body, service_forbidden)', async () => {
     await setup();
     fake.put('x.txt', 'x');
     await h!.dispose();
-    h = await harness({ access_key_id: KEY, secret_access_key: 'wrong', bucket: BUCKET, endpoint: fake.endpoint });
+    h = await harness({
+      access_key_id: KEY,
+      secret_access_key: 'wrong',
+      bucket: BUCKET,
+      endpoint: fake.endpoint,
+    });
     const err = await expectCloudmuxError(h.storage.validate(), 'service_unauthorized');
     expect(err.upstream?.code).toBe('SignatureDoesNotMatch');
     await expectCloudmuxError(h.storage.list(root(), { pageSize: 5 }), 'service_unauthorized');
@@ -127,7 +160,12 @@ describe('signatures on the wire', () => {
     expect(fake.requests.every((r) => r.auth === 'ok')).toBe(true);
     expect(fake.requests.every((r) => r.headers['x-amz-security-token'] === 'session-token-123')).toBe(true);
     await h!.dispose();
-    h = await harness({ access_key_id: KEY, secret_access_key: SECRET, bucket: BUCKET, endpoint: fake.endpoint });
+    h = await harness({
+      access_key_id: KEY,
+      secret_access_key: SECRET,
+      bucket: BUCKET,
+      endpoint: fake.endpoint,
+    });
     await expectCloudmuxError(h.storage.validate(), 'service_unauthorized');
   });
 
@@ -139,7 +177,7 @@ describe('signatures on the wire', () => {
 });
 
 describe('conditional writes (If-None-Match: *)', () => {
-  it('on an endpoint of unknown support: buffered writes carry the header, a streamed PUT relies on HEAD', async () => {
+  it('unknown support: buffered writes carry the header, a streamed PUT relies on HEAD', async () => {
     await setup({ conditionalWrites: 'supported' });
     expect(h!.client.conditionalWrites).toBe('unknown');
     await h!.storage.createFolder(root(), 'f');
@@ -168,7 +206,8 @@ describe('conditional writes (If-None-Match: *)', () => {
     await setup({ conditionalWrites: 'supported' });
     h!.client.conditionalWrites = 'yes'; // as for Amazon S3
     fake.faults.push((req, s) => {
-      if (req.method === 'PUT' && req.key === 'race.txt' && !s.objects.has('race.txt')) s.put('race.txt', 'the other writer');
+      if (req.method === 'PUT' && req.key === 'race.txt' && !s.objects.has('race.txt'))
+        s.put('race.txt', 'the other writer');
       return null;
     });
     const err = await expectCloudmuxError(upload('race.txt', 'mine'), 'naming_conflict');
@@ -177,9 +216,14 @@ describe('conditional writes (If-None-Match: *)', () => {
   });
 
   it('a multipart upload that loses a race at completion is a naming_conflict and is aborted', async () => {
-    await setup({ conditionalWrites: 'supported' }, {}, { limits: { partSize: 5 * MiB, singlePutMax: 5 * MiB } });
+    await setup(
+      { conditionalWrites: 'supported' },
+      {},
+      { limits: { partSize: 5 * MiB, singlePutMax: 5 * MiB } },
+    );
     fake.faults.push((req, s) => {
-      if (req.method === 'POST' && req.query.has('uploadId') && !s.objects.has('mp.bin')) s.put('mp.bin', 'other');
+      if (req.method === 'POST' && req.query.has('uploadId') && !s.objects.has('mp.bin'))
+        s.put('mp.bin', 'other');
       return null;
     });
     await expectCloudmuxError(
@@ -197,18 +241,31 @@ describe('multipart uploads and copies', () => {
     await setup();
     const size = 6 * 1024 * MiB + 12_345;
     fake.putVirtual('videos/huge.mp4', size, 'video/mp4', { origin: 'camera-1' });
-    const copied = await h!.storage.copy!(`${BUCKET}/videos/huge.mp4`, 'file', { parentRawId: root(), name: 'huge copy.mp4' });
+    const copied = await h!.storage.copy!(`${BUCKET}/videos/huge.mp4`, 'file', {
+      parentRawId: root(),
+      name: 'huge copy.mp4',
+    });
     expect(copied).toMatchObject({ name: 'huge copy.mp4', size, mimeType: 'video/mp4' });
-    const partCopies = fake.requests.filter((r) => r.method === 'PUT' && r.headers['x-amz-copy-source-range'] !== undefined);
+    const partCopies = fake.requests.filter(
+      (r) => r.method === 'PUT' && r.headers['x-amz-copy-source-range'] !== undefined,
+    );
     const ranges = partCopies
-      .map((r) => ({ n: Number(r.query.get('partNumber')), range: /bytes=(\d+)-(\d+)/.exec(String(r.headers['x-amz-copy-source-range']))! }))
+      .map((r) => ({
+        n: Number(r.query.get('partNumber')),
+        range: /bytes=(\d+)-(\d+)/.exec(String(r.headers['x-amz-copy-source-range']))!,
+      }))
       .sort((a, b) => a.n - b.n)
       .map((p) => [Number(p.range[1]), Number(p.range[2])] as const);
     expect(ranges[0]![0]).toBe(0);
     expect(ranges.at(-1)![1]).toBe(size - 1);
     for (let i = 1; i < ranges.length; i++) expect(ranges[i]![0]).toBe(ranges[i - 1]![1] + 1);
     for (const [a, b] of ranges) expect(b - a + 1).toBeLessThanOrEqual(5 * 1024 * MiB);
-    expect(fake.requests.some((r) => r.method === 'PUT' && r.headers['x-amz-copy-source'] !== undefined && !r.query.has('partNumber'))).toBe(false);
+    expect(
+      fake.requests.some(
+        (r) =>
+          r.method === 'PUT' && r.headers['x-amz-copy-source'] !== undefined && !r.query.has('partNumber'),
+      ),
+    ).toBe(false);
     const target = fake.objects.get('huge copy.mp4')!;
     expect(target.metadata).toEqual({ origin: 'camera-1' });
     // A move of it is the same copy plus a delete of the source.
@@ -220,7 +277,9 @@ describe('multipart uploads and copies', () => {
   it('a part that keeps failing aborts the upload: nothing under the key, no upload left', async () => {
     await setup({}, {}, { limits: { partSize: 5 * MiB, singlePutMax: 5 * MiB } });
     fake.faults.push((req) =>
-      req.method === 'PUT' && req.query.get('partNumber') === '2' ? { status: 500, body: '<Error><Code>InternalError</Code></Error>' } : null,
+      req.method === 'PUT' && req.query.get('partNumber') === '2'
+        ? { status: 500, body: '<Error><Code>InternalError</Code></Error>' }
+        : null,
     );
     await expectCloudmuxError(
       h!.storage.upload(root(), 'doomed.bin', patternStream(12 * MiB), { size: 12 * MiB, ifExists: 'fail' }),
@@ -233,7 +292,7 @@ describe('multipart uploads and copies', () => {
     expect(fake.objects.has('doomed.bin')).toBe(false);
   });
 
-  it('large parts are spooled to the scratch directory, replayed from the file on a retry, then removed', async () => {
+  it('large parts are spooled to scratch, replayed from the file on a retry, then removed', async () => {
     await setup({}, {}, { limits: { partSize: 5 * MiB, singlePutMax: 5 * MiB, memoryPartMax: 1 * MiB } });
     let failed = false;
     fake.faults.push((req) => {
@@ -244,21 +303,31 @@ describe('multipart uploads and copies', () => {
       return null;
     });
     const size = 13 * MiB + 7;
-    const file = await h!.storage.upload(root(), 'spooled.bin', patternStream(size), { size, ifExists: 'fail' });
+    const file = await h!.storage.upload(root(), 'spooled.bin', patternStream(size), {
+      size,
+      ifExists: 'fail',
+    });
     expect(file.size).toBe(size);
     expect(fake.objects.get('spooled.bin')!.sha256).toBe(patternSha256(size));
     const part2 = partRequests().filter((r) => r.query.get('partNumber') === '2');
     expect(part2).toHaveLength(2);
-    expect(part2.every((r) => r.headers['x-amz-content-sha256'] === 'UNSIGNED-PAYLOAD' && r.bytes === 5 * MiB)).toBe(true);
+    expect(
+      part2.every((r) => r.headers['x-amz-content-sha256'] === 'UNSIGNED-PAYLOAD' && r.bytes === 5 * MiB),
+    ).toBe(true);
     expect(await readdir(h!.scratch.path)).toEqual([]);
   });
 
   it('a small body of unknown size is one PutObject with a signed payload', async () => {
     await setup();
-    const file = await h!.storage.upload(root(), 'unknown.txt', Readable.from([Buffer.from('abc'), Buffer.from('def')]), {
-      size: null,
-      ifExists: 'fail',
-    });
+    const file = await h!.storage.upload(
+      root(),
+      'unknown.txt',
+      Readable.from([Buffer.from('abc'), Buffer.from('def')]),
+      {
+        size: null,
+        ifExists: 'fail',
+      },
+    );
     expect(file.size).toBe(6);
     const puts = fake.requests.filter((r) => r.method === 'PUT');
     expect(puts).toHaveLength(1);
@@ -272,11 +341,20 @@ describe('multipart uploads and copies', () => {
       'bad_request',
     );
     await expectCloudmuxError(
-      h!.storage.upload(root(), 'long.bin', patternStream(12 * MiB + 1), { size: 12 * MiB, ifExists: 'fail' }),
+      h!.storage.upload(root(), 'long.bin', patternStream(12 * MiB + 1), {
+        size: 12 * MiB,
+        ifExists: 'fail',
+      }),
       'bad_request',
     );
-    await expectCloudmuxError(h!.storage.upload(root(), 'tiny.bin', bufferStream('12345'), { size: 10, ifExists: 'fail' }), 'bad_request');
-    await expectCloudmuxError(h!.storage.upload(root(), 'tiny2.bin', bufferStream('12345'), { size: 3, ifExists: 'fail' }), 'bad_request');
+    await expectCloudmuxError(
+      h!.storage.upload(root(), 'tiny.bin', bufferStream('12345'), { size: 10, ifExists: 'fail' }),
+      'bad_request',
+    );
+    await expectCloudmuxError(
+      h!.storage.upload(root(), 'tiny2.bin', bufferStream('12345'), { size: 3, ifExists: 'fail' }),
+      'bad_request',
+    );
     expect([...fake.objects.keys()]).toEqual([]);
     expect(fake.aborted).toHaveLength(2);
     expect(fake.uploads.size).toBe(0);
@@ -287,7 +365,10 @@ describe('multipart uploads and copies', () => {
     const mp = h!.storage.multipart;
     const a = patternBytes(5 * MiB);
     const b = Buffer.from('tail');
-    let { sessionState } = await mp.begin(root(), 'native.bin', { size: a.length + b.length, ifExists: 'fail' });
+    let { sessionState } = await mp.begin(root(), 'native.bin', {
+      size: a.length + b.length,
+      ifExists: 'fail',
+    });
     ({ sessionState } = await mp.uploadPart(sessionState, 2, bufferStream(b), b.length));
     ({ sessionState } = await mp.uploadPart(sessionState, 1, bufferStream(a), a.length));
     const file = await mp.complete(sessionState);
@@ -312,12 +393,20 @@ describe('listings as Amazon S3 answers them', () => {
   beforeEach(async () => {
     await setup();
     fake.put('dir/', '');
-    for (const k of ['dir/a b+c%.txt', 'dir/sub/x.txt', 'dir/sub2/y.txt', 'dir/z.txt', 'dir/implicit/deep/q.txt', 'dir//empty-segment', 'dir/back\\slash']) {
+    for (const k of [
+      'dir/a b+c%.txt',
+      'dir/sub/x.txt',
+      'dir/sub2/y.txt',
+      'dir/z.txt',
+      'dir/implicit/deep/q.txt',
+      'dir//empty-segment',
+      'dir/back\\slash',
+    ]) {
       fake.put(k, k);
     }
   });
 
-  it('pages by continuation token with common prefixes counted, decodes url-encoded keys, hides unnameable keys', async () => {
+  it('pages by token with prefixes counted, decodes url-encoded keys, hides unnameable keys', async () => {
     const seen: string[] = [];
     let cursor: string | undefined;
     let tokens = 0;
@@ -330,15 +419,24 @@ describe('listings as Amazon S3 answers them', () => {
       if (decoded.t) tokens += 1;
       cursor = page.cursor;
     }
-    expect(seen.sort()).toEqual(['file:a b+c%.txt', 'file:z.txt', 'folder:implicit', 'folder:sub', 'folder:sub2'].sort());
+    expect(seen.sort()).toEqual(
+      ['file:a b+c%.txt', 'file:z.txt', 'folder:implicit', 'folder:sub', 'folder:sub2'].sort(),
+    );
     expect(tokens).toBeGreaterThan(0);
     const listing = fake.requests.filter((r) => r.query.get('list-type') === '2');
-    expect(listing.every((r) => r.query.get('encoding-type') === 'url' && r.query.get('delimiter') === '/')).toBe(true);
+    expect(
+      listing.every((r) => r.query.get('encoding-type') === 'url' && r.query.get('delimiter') === '/'),
+    ).toBe(true);
   });
 
   it('implicit folders read as folders; search reports each folder once', async () => {
     const implicit = await h!.storage.get(`${BUCKET}/dir/implicit/`, 'folder');
-    expect(implicit).toMatchObject({ type: 'folder', name: 'implicit', modified: null, parentRawId: `${BUCKET}/dir/` });
+    expect(implicit).toMatchObject({
+      type: 'folder',
+      name: 'implicit',
+      modified: null,
+      parentRawId: `${BUCKET}/dir/`,
+    });
     fake.put('dir/sub/sub-note.txt', 'n');
     const found = await h!.storage.search!('sub', { pageSize: 1 });
     const all = [...found.items];
@@ -348,7 +446,11 @@ describe('listings as Amazon S3 answers them', () => {
       all.push(...next.items);
       cursor = next.cursor;
     }
-    expect(all.map((i) => `${i.type}:${i.path}`).sort()).toEqual(['file:/dir/sub/sub-note.txt', 'folder:/dir/sub', 'folder:/dir/sub2']);
+    expect(all.map((i) => `${i.type}:${i.path}`).sort()).toEqual([
+      'file:/dir/sub/sub-note.txt',
+      'folder:/dir/sub',
+      'folder:/dir/sub2',
+    ]);
   });
 });
 
@@ -359,7 +461,10 @@ describe('retries', () => {
     let left = 2;
     fake.faults.push((req) =>
       req.method === 'GET' && req.key === 'f.txt' && left-- > 0
-        ? { status: 503, body: '<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>' }
+        ? {
+            status: 503,
+            body: '<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>',
+          }
         : null,
     );
     expect((await contents(`${BUCKET}/f.txt`)).toString()).toBe('retried');
@@ -370,7 +475,9 @@ describe('retries', () => {
   it('a 503 or 429 on a PUT with a stream body is not replayed', async () => {
     await setup();
     fake.faults.push((req) =>
-      req.method === 'PUT' && req.key === 'busy.txt' ? { status: 503, body: '<Error><Code>SlowDown</Code></Error>' } : null,
+      req.method === 'PUT' && req.key === 'busy.txt'
+        ? { status: 503, body: '<Error><Code>SlowDown</Code></Error>' }
+        : null,
     );
     await expectCloudmuxError(upload('busy.txt', 'streamed'), 'service_not_available');
     expect(fake.requests.filter((r) => r.method === 'PUT' && r.key === 'busy.txt')).toHaveLength(1);
@@ -387,8 +494,14 @@ describe('retries', () => {
 
   it('a dropped connection during a streamed PUT is service_not_available and stores nothing', async () => {
     await setup();
-    fake.faults.push((req) => (req.method === 'PUT' && req.key === 'cut.txt' ? { status: 0, destroy: true } : null));
-    const err = await expectCloudmuxError(upload('cut.txt', 'x'.repeat(1000)), 'service_not_available', 'bad_gateway');
+    fake.faults.push((req) =>
+      req.method === 'PUT' && req.key === 'cut.txt' ? { status: 0, destroy: true } : null,
+    );
+    const err = await expectCloudmuxError(
+      upload('cut.txt', 'x'.repeat(1000)),
+      'service_not_available',
+      'bad_gateway',
+    );
     expect(err).toBeInstanceOf(CloudmuxError);
     expect(fake.objects.has('cut.txt')).toBe(false);
   });
@@ -418,7 +531,10 @@ describe('memory', () => {
       clearInterval(timer);
     }
     expect(fake.objects.get('big.bin')?.sha256).toBe(patternSha256(size));
-    console.log(`256 MiB unknown-size upload: peak RSS +${(peakRss / MiB).toFixed(1)} MiB, Buffers +${(peakBuffers / MiB).toFixed(1)} MiB`);
+    console.log(
+      `256 MiB unknown-size upload: peak RSS +${(peakRss / MiB).toFixed(1)} MiB, ` +
+        `Buffers +${(peakBuffers / MiB).toFixed(1)} MiB`,
+    );
     // A few parts at most (the 16 MiB probe sent as part 1, one 8 MiB part uploading, the next being
     // read, one more not yet released by the HTTP stack) — never a growing share of the 256 MiB.
     expect(peakBuffers).toBeLessThan(64 * MiB);

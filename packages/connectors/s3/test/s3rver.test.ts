@@ -5,11 +5,11 @@
  */
 import { Transform } from 'node:stream';
 import {
+  S3Client as AwsS3,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
-  S3Client as AwsS3,
 } from '@aws-sdk/client-s3';
 import { bufferStream, expectCloudmuxError, readAll, sha256 } from '@cloudmux/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -48,7 +48,9 @@ describe.skipIf(missing !== null)(`s3rver${missing ? ` (skipped: ${missing})` : 
   const root = () => h.storage.rootRawId;
   const bucket = () => server.bucket;
   const awsKeys = async (prefix: string) =>
-    ((await aws.send(new ListObjectsV2Command({ Bucket: bucket(), Prefix: prefix }))).Contents ?? []).map((c) => c.Key!).sort();
+    ((await aws.send(new ListObjectsV2Command({ Bucket: bucket(), Prefix: prefix }))).Contents ?? [])
+      .map((c) => c.Key!)
+      .sort();
   const awsExists = async (key: string) =>
     aws.send(new HeadObjectCommand({ Bucket: bucket(), Key: key })).then(
       () => true,
@@ -58,8 +60,12 @@ describe.skipIf(missing !== null)(`s3rver${missing ? ` (skipped: ${missing})` : 
       },
     );
 
-  it('what the connector writes is what an independent client reads: bytes, type, folder markers', async () => {
-    const file = await h.storage.upload(root(), 'report.csv', bufferStream('a,b\n1,2\n'), { size: 8, ifExists: 'fail', mimeType: 'text/csv' });
+  it('an independent client reads what the connector wrote: bytes, type, folder markers', async () => {
+    const file = await h.storage.upload(root(), 'report.csv', bufferStream('a,b\n1,2\n'), {
+      size: 8,
+      ifExists: 'fail',
+      mimeType: 'text/csv',
+    });
     const got = await aws.send(new GetObjectCommand({ Bucket: bucket(), Key: 'report.csv' }));
     expect(Buffer.from(await got.Body!.transformToByteArray()).toString()).toBe('a,b\n1,2\n');
     expect(got.ContentType).toBe('text/csv');
@@ -73,7 +79,10 @@ describe.skipIf(missing !== null)(`s3rver${missing ? ` (skipped: ${missing})` : 
 
   it('a body of unknown size above 16 MiB goes up as a multipart upload and reads back equal', async () => {
     const size = 21 * MiB + 5;
-    const file = await h.storage.upload(root(), 'unknown-size.bin', patternStream(size), { size: null, ifExists: 'fail' });
+    const file = await h.storage.upload(root(), 'unknown-size.bin', patternStream(size), {
+      size: null,
+      ifExists: 'fail',
+    });
     expect(file.size).toBe(size);
     const got = await aws.send(new GetObjectCommand({ Bucket: bucket(), Key: 'unknown-size.bin' }));
     expect(sha256(Buffer.from(await got.Body!.transformToByteArray()))).toBe(patternSha256(size));
@@ -82,31 +91,44 @@ describe.skipIf(missing !== null)(`s3rver${missing ? ` (skipped: ${missing})` : 
     expect((await readAll((await h.storage.download(file.rawId)).stream)).toString()).toBe('now small');
   });
 
-  it('keys written by other clients: implicit folders list, read, move and delete; unnameable keys are hidden', async () => {
+  it('keys of other clients: implicit folders list, read, move, delete; unnameable keys hidden', async () => {
     for (const key of ['sdk/a/b/c.txt', 'sdk/a/d.txt', 'sdk/top.txt', 'sdk/bad\\name.txt']) {
       await aws.send(new PutObjectCommand({ Bucket: bucket(), Key: key, Body: Buffer.from(key) }));
     }
-    const rootNames = (await h.storage.list(root(), { pageSize: 100 })).items.map((i) => `${i.type}:${i.name}`);
+    const rootNames = (await h.storage.list(root(), { pageSize: 100 })).items.map(
+      (i) => `${i.type}:${i.name}`,
+    );
     expect(rootNames).toContain('folder:sdk');
     const sdk = await h.storage.lookup(root(), 'sdk');
     expect(sdk).toMatchObject({ type: 'folder', rawId: `${bucket()}/sdk/`, modified: null });
-    const inside = (await h.storage.list(sdk!.rawId, { pageSize: 100 })).items.map((i) => `${i.type}:${i.name}`);
+    const inside = (await h.storage.list(sdk!.rawId, { pageSize: 100 })).items.map(
+      (i) => `${i.type}:${i.name}`,
+    );
     expect(inside.sort()).toEqual(['file:top.txt', 'folder:a']);
     const moved = await h.storage.move(`${bucket()}/sdk/a/`, 'folder', { name: 'a2' });
     expect(moved.rawId).toBe(`${bucket()}/sdk/a2/`);
-    expect(await awsKeys('sdk/')).toEqual(['sdk/a2/b/c.txt', 'sdk/a2/d.txt', 'sdk/bad\\name.txt', 'sdk/top.txt']);
-    await expectCloudmuxError(h.storage.delete(sdk!.rawId, 'folder', { recursive: false, permanent: true }), 'folder_not_empty');
+    expect(await awsKeys('sdk/')).toEqual([
+      'sdk/a2/b/c.txt',
+      'sdk/a2/d.txt',
+      'sdk/bad\\name.txt',
+      'sdk/top.txt',
+    ]);
+    await expectCloudmuxError(
+      h.storage.delete(sdk!.rawId, 'folder', { recursive: false, permanent: true }),
+      'folder_not_empty',
+    );
     await h.storage.delete(sdk!.rawId, 'folder', { recursive: true, permanent: true });
     // Recursive deletes remove every key under the prefix, including ones no item name can carry.
     expect(await awsKeys('sdk/')).toEqual([]);
     await expectCloudmuxError(h.storage.get(sdk!.rawId, 'folder'), 'not_found');
   });
 
-  it('pages of one item over folders and files neither repeat nor skip (s3rver leaves prefixes out of max-keys)', async () => {
+  it('one-item pages over folders and files neither repeat nor skip (s3rver max-keys)', async () => {
     const dir = await h.storage.createFolder(root(), 'one-by-one');
     const expected: string[] = [];
     for (const name of ['a', 'b.txt', 'c', 'd.txt', 'e', 'f.txt']) {
-      if (name.includes('.')) await h.storage.upload(dir.rawId, name, bufferStream(name), { size: name.length, ifExists: 'fail' });
+      if (name.includes('.'))
+        await h.storage.upload(dir.rawId, name, bufferStream(name), { size: name.length, ifExists: 'fail' });
       else {
         const sub = await h.storage.createFolder(dir.rawId, name);
         await h.storage.upload(sub.rawId, 'inner.txt', bufferStream('i'), { size: 1, ifExists: 'fail' });
@@ -125,7 +147,7 @@ describe.skipIf(missing !== null)(`s3rver${missing ? ` (skipped: ${missing})` : 
     expect(seen).toEqual(expected);
   });
 
-  it('s3rver killed mid-upload: service_not_available, and no object under the final key once it is back', async () => {
+  it('killed mid-upload: service_not_available, no object under the final key once it is back', async () => {
     const size = 50 * MiB;
     let sent = 0;
     let killed: Promise<void> | null = null;
@@ -151,7 +173,10 @@ describe.skipIf(missing !== null)(`s3rver${missing ? ` (skipped: ${missing})` : 
 
   it('s3rver killed mid-download: the stream fails instead of ending short', async () => {
     const size = 40 * MiB;
-    const file = await h.storage.upload(root(), 'download-me.bin', patternStream(size), { size, ifExists: 'replace' });
+    const file = await h.storage.upload(root(), 'download-me.bin', patternStream(size), {
+      size,
+      ifExists: 'replace',
+    });
     const { stream } = await h.storage.download(file.rawId);
     let received = 0;
     let killed: Promise<void> | null = null;
@@ -170,7 +195,7 @@ describe.skipIf(missing !== null)(`s3rver${missing ? ` (skipped: ${missing})` : 
     expect(received).toBeLessThan(size);
   });
 
-  it('server down is service_not_available; an unknown key is service_unauthorized; a missing bucket is not_found', async () => {
+  it('down: service_not_available; unknown key: service_unauthorized; no bucket: not_found', async () => {
     await server.server.stop();
     try {
       await expectCloudmuxError(h.storage.validate(), 'service_not_available');

@@ -25,7 +25,9 @@ function s3rverBin(): string | null {
 
 /** Null when s3rver can run here, else the reason to skip (or to fail under CI). */
 export function s3rverMissing(): string | null {
-  return s3rverBin() ? null : 'install s3rver (pnpm install: it is a devDependency of @cloudmux/connector-s3)';
+  return s3rverBin()
+    ? null
+    : 'install s3rver (pnpm install: it is a devDependency of @cloudmux/connector-s3)';
 }
 
 export interface S3rver {
