@@ -102,6 +102,9 @@ export function runStorageConformance(options: StorageConformanceOptions): void 
     return env;
   };
 
+  // Cases that move many bytes or items get room for a slow backend on a loaded machine.
+  const SLOW_CASES: Partial<Record<StorageCaseName, number>> = { 'upload-large': 300_000, paging: 120_000, copy: 120_000, multipart: 120_000 };
+
   /** `it` for a named case: skipped with its reason when listed in `skip`, or when `unless` gives one. */
   const kase = (name: StorageCaseName, title: string, fn: () => Promise<void>, unless?: () => string | null) => {
     const reason = skip[name];
@@ -109,14 +112,18 @@ export function runStorageConformance(options: StorageConformanceOptions): void 
       it.skip(`${name}: ${title} (skipped: ${reason})`, fn);
       return;
     }
-    it(`${name}: ${title}`, async (t) => {
-      const gate = unless?.();
-      if (gate) {
-        t.skip(gate);
-        return;
-      }
-      await fn();
-    });
+    it(
+      `${name}: ${title}`,
+      async (t) => {
+        const gate = unless?.();
+        if (gate) {
+          t.skip(gate);
+          return;
+        }
+        await fn();
+      },
+      SLOW_CASES[name] ?? 60_000,
+    );
   };
 
   const storage = () => current().storage;
