@@ -1,11 +1,11 @@
 // Pass-through benchmark: 2 GiB up and 2 GiB down through `POST /v1/accounts/{id}/raw`, against the
 // same transfers made directly to the upstream in the same run. Reports throughput ratios and the
 // server's peak RSS over its idle RSS (target: < 64 MiB, i.e. bodies stream and nothing buffers).
-import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request, createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { forkServer } from '../lib/forked-server.mjs';
 
 const GiB = 1024 ** 3;
 const SIZE = Number(process.env.BENCH_BYTES ?? 2 * GiB);
@@ -60,27 +60,11 @@ function transfer({ url, method, headers = {}, upload }) {
 }
 
 const dataDir = mkdtempSync(join(tmpdir(), 'cloudmux-bench-'));
-const child = fork(new URL('./server.mjs', import.meta.url), [], {
-  execArgv: ['--expose-gc', '--conditions=@cloudmux/source', '--import', 'tsx', ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)],
+const child = forkServer(new URL('./server.mjs', import.meta.url), {
+  nodeArgs: (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
   env: { ...process.env, PORT: '0', HOST: '127.0.0.1', CLOUDMUX_DATA_DIR: dataDir, CLOUDMUX_LOCAL_ROOTS: dataDir, CLOUDMUX_RATE_LIMIT: '100000' },
 });
-const messages = [];
-let wake;
-child.on('message', (m) => {
-  messages.push(m);
-  wake?.();
-});
-const next = async (type) => {
-  for (;;) {
-    const i = messages.findIndex((m) => m.type === type);
-    if (i >= 0) return messages.splice(i, 1)[0];
-    await new Promise((r) => (wake = r));
-  }
-};
-const ask = async (type) => {
-  child.send(type);
-  return next(type);
-};
+const { next, ask } = child;
 
 try {
   const ready = await next('ready');
@@ -116,8 +100,7 @@ try {
   }
   if (process.env.BENCH_JSON) console.log(JSON.stringify(results));
 } finally {
-  child.send('stop');
-  await new Promise((r) => child.once('exit', r));
+  await child.stop();
   upstream.close();
   rmSync(dataDir, { recursive: true, force: true });
 }
