@@ -11,6 +11,8 @@ import { addKeyVersion, loadKeys } from './keys.js';
 import { type CloudmuxServer, createServer } from './server.js';
 import { openStore } from './store/db.js';
 import { Store } from './store/store.js';
+import { addAppSetting, readAppSettings, removeAppSetting } from './oauth/settings.js';
+import { reencryptWebhookSecrets, webhookAdmin } from './webhooks/index.js';
 
 const HELP = `cloudmux — the Kloudless v1 API, self-hosted
 
@@ -23,6 +25,10 @@ Usage:
   cloudmux key revoke [--app ID] KEY|ID
   cloudmux secret rotate                   add a new secret key version and re-encrypt stored credentials
                                            (object ids do not change)
+  cloudmux webhook add [--app ID] URL      register a webhook; prints its id and the app's signing key
+  cloudmux webhook list|remove ID|key [--rotate] [--app ID]
+  cloudmux redirect-uri add|remove|list [--app ID] [URI]   where the OAuth code flow may return
+  cloudmux origin add|remove|list [--app ID] [ORIGIN]      pages that may open the connect popup
 
 Settings (flag or environment): ${Object.values(FLAGS)
   .map((f) => `--${f.flag} (${f.env})`)
@@ -42,6 +48,7 @@ function parse(argv: string[]) {
     app: { type: 'string' },
     json: { type: 'boolean' },
     help: { type: 'boolean' },
+    rotate: { type: 'boolean' },
   };
   for (const f of Object.values(FLAGS)) options[f.flag] = { type: 'string' };
   const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
@@ -136,6 +143,18 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       }
       case 'secret rotate':
         return await rotateSecret(config, io, json);
+      case 'webhook add':
+      case 'webhook list':
+      case 'webhook remove':
+      case 'webhook key':
+        return await webhookCommand(config, io, json, sub!, rest, values.app as string | undefined, values.rotate === true);
+      case 'redirect-uri add':
+      case 'redirect-uri remove':
+      case 'redirect-uri list':
+      case 'origin add':
+      case 'origin remove':
+      case 'origin list':
+        return await settingsCommand(config, io, json, command === 'origin' ? 'trusted_origins' : 'redirect_uris', sub!, rest[0], values.app as string | undefined);
       default:
         io.err(`unknown command: ${positionals.join(' ')}\n\n${HELP}`);
         return 2;
@@ -164,6 +183,52 @@ async function rotateSecret(config: ServerConfig, io: Io, json: boolean): Promis
   return 0;
 }
 
+async function webhookCommand(config: ServerConfig, io: Io, json: boolean, sub: string, rest: string[], app: string | undefined, rotate: boolean): Promise<number> {
+  const keys = loadKeys(config.dataDir, config.secretKey);
+  const handle = await openStore(storeOptions(config));
+  const admin = webhookAdmin(handle.db, keys.keyring, config.allowedNetworks ? { allowedNetworks: config.allowedNetworks } : {});
+  try {
+    const store = new Store(handle.db, createSecretBox({ keys: keys.keyring, purpose: 'credentials' }));
+    const appId = await resolveAppId(store, app);
+    if (sub === 'add') {
+      if (!rest[0]) throw new Error('webhook add needs the URL');
+      const { webhook, signingKey } = await admin.add(appId, rest[0]);
+      io.out(json ? JSON.stringify({ id: webhook.id, url: webhook.url, signing_key: signingKey }) : `webhook ${webhook.id}: ${webhook.url}\nsigning key: ${signingKey}`);
+    } else if (sub === 'list') {
+      const hooks = await admin.list(appId);
+      io.out(json ? JSON.stringify(hooks.map((h) => ({ id: h.id, url: h.url }))) : hooks.map((h) => `${h.id}  ${h.url}`).join('\n'));
+    } else if (sub === 'remove') {
+      if (!rest[0] || !/^\d+$/.test(rest[0])) throw new Error('webhook remove needs the webhook id');
+      if (!(await admin.remove(appId, Number(rest[0])))) throw new Error(`no webhook ${rest[0]}`);
+      io.out(json ? JSON.stringify({ removed: true }) : 'removed');
+    } else {
+      const key = rotate ? await admin.rotateSigningKey(appId) : await admin.signingKey(appId);
+      io.out(json ? JSON.stringify({ signing_key: key }) : key);
+    }
+    return 0;
+  } finally {
+    admin.close();
+    await handle.close();
+  }
+}
+
+async function settingsCommand(config: ServerConfig, io: Io, json: boolean, kind: 'redirect_uris' | 'trusted_origins', sub: string, value: string | undefined, app: string | undefined): Promise<number> {
+  const settings = await withStore(config, async (store) => {
+    const appId = await resolveAppId(store, app);
+    if (sub === 'list') return readAppSettings(store, appId);
+    if (!value) throw new Error(`${sub} needs a value`);
+    return sub === 'add' ? addAppSetting(store, appId, kind, value) : removeAppSetting(store, appId, kind, value);
+  });
+  io.out(json ? JSON.stringify(settings[kind]) : settings[kind].join('\n'));
+  return 0;
+}
+
+function storeOptions(config: ServerConfig) {
+  return config.databaseUrl
+    ? { databaseUrl: config.databaseUrl, ...(config.databaseSchema ? { pgSchema: config.databaseSchema } : {}) }
+    : { sqlitePath: join(config.dataDir, 'cloudmux.db') };
+}
+
 async function withStoreKeys(config: ServerConfig, keyring: ReturnType<typeof createKeyring>) {
   const handle = await openStore(
     config.databaseUrl
@@ -172,7 +237,10 @@ async function withStoreKeys(config: ServerConfig, keyring: ReturnType<typeof cr
   );
   try {
     const box = createSecretBox({ keys: keyring, purpose: 'credentials' });
-    return await new Store(handle.db, box).reencryptAllCredentials(box);
+    const counts = await new Store(handle.db, box).reencryptAllCredentials(box);
+    // Webhook signing keys are sealed with the same box: keep them readable after old versions retire.
+    await reencryptWebhookSecrets(handle.db, box);
+    return counts;
   } finally {
     await handle.close();
   }
@@ -208,7 +276,32 @@ export async function bootstrap(server: CloudmuxServer): Promise<string[] | null
 
 async function start(config: ServerConfig, io: Io): Promise<number> {
   const server = await createServer(config);
+  // Handlers first: a SIGTERM during start-up must still shut down cleanly.
+  let stopping = false;
+  let finished!: () => void;
+  const done = new Promise<void>((resolve) => {
+    finished = resolve;
+  });
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    io.out(`cloudmux: ${signal} received, finishing in-flight requests (up to ${config.shutdownGraceSeconds}s)`);
+    const deadline = setTimeout(() => {
+      server.app.server.closeAllConnections();
+    }, config.shutdownGraceSeconds * 1000);
+    deadline.unref();
+    void server.close().finally(() => {
+      clearTimeout(deadline);
+      finished();
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
   const banner = await bootstrap(server);
+  if (stopping) {
+    await done;
+    return 0;
+  }
   const address = await server.listen();
   io.out(`cloudmux listening on ${address} (public URL ${config.publicUrl}, store: ${server.deps.storeHandle.dialect})`);
   if (banner) io.out(banner.join('\n'));
@@ -216,25 +309,6 @@ async function start(config: ServerConfig, io: Io): Promise<number> {
     const saved = JSON.parse(readFileSync(join(config.dataDir, 'dev-credentials.json'), 'utf8')) as { account_id: number };
     io.out(`Development credentials are in ${join(config.dataDir, 'dev-credentials.json')} (demo account ${saved.account_id}).`);
   }
-  await new Promise<void>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      io.out(`cloudmux: ${signal} received, finishing in-flight requests (up to ${config.shutdownGraceSeconds}s)`);
-      const deadline = setTimeout(() => {
-        server.app.server.closeAllConnections();
-      }, config.shutdownGraceSeconds * 1000);
-      deadline.unref();
-      void server.close().finally(() => {
-        clearTimeout(deadline);
-        resolve();
-      });
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  await done;
   return 0;
 }
-
-export { mkdirSync };
