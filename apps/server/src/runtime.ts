@@ -16,6 +16,7 @@ import {
 } from '@cloudmux/core';
 import type { ServerConfig } from './config.js';
 import type { ConnectorRegistry } from './connectors.js';
+import { recordUpstreamCall } from './ops/metrics.js';
 import { SqlCredentialStore } from './store/credentials.js';
 import type { AccountRow, Store } from './store/store.js';
 
@@ -124,6 +125,7 @@ export class ConnectorRuntime {
       // Stored accounts of OAuth services refresh through the SQL store (lease + version CAS).
       ...(definition.auth.type === 'oauth2' && accountId > 0 ? { credentialStore: this.#credentialStore } : {}),
       ...(oauthClient ? { oauthClient } : {}),
+      onUpstreamAttempt: (attempt) => recordUpstreamCall(attempt.service, attempt.status, attempt.seconds),
       log: this.log,
       ...(scope.rawHeaders ? { rawHeaders: scope.rawHeaders } : {}),
       ...(scope.asUser !== undefined ? { asUser: scope.asUser } : {}),

@@ -187,6 +187,12 @@ describe.each(STORE_KINDS)('pass-through and raw ids on %s', (store) => {
     expect(seen.sha256).toBe(createHash('sha256').update(body).digest('hex'));
   });
 
+  it('counts upstream calls by service and status in /metrics', async () => {
+    expect((await raw(echoAccount, '/counted')).status).toBe(207);
+    const metrics = await (await t.call('/metrics', { auth: null })).text();
+    expect(metrics).toMatch(/cloudmux_upstream_requests_total\{service="echo_selfhosted",status="207"\} [1-9]/);
+  });
+
   it('passes upstream errors and redirects through without following them', async () => {
     const missing = await raw(echoAccount, '/missing');
     expect(missing.status).toBe(404);

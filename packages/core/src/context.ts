@@ -8,7 +8,7 @@ import type { AnyConnectorDefinition, ConnectorContext, Logger } from './connect
 import { silentLogger } from './connector.js';
 import { createNetworkGuard, networkPolicyFromEnv } from './net/index.js';
 import type { ConnectEvent, NetworkGuard, NetworkPolicy } from './network-types.js';
-import { createHttpClient } from './http/client.js';
+import { type HttpClientOptions, createHttpClient } from './http/client.js';
 import type { Clock } from './http/clock.js';
 import { type CredentialStore, staticCredentials, storedCredentials } from './http/credentials.js';
 import type { OAuthClient } from './http/oauth.js';
@@ -38,6 +38,8 @@ export interface CreateConnectorContextOptions {
   /** Paces upstream calls per account (the connector's `policies.rateLimit`). */
   upstreamLimiter?: RateLimiter;
   clock?: Clock;
+  /** Sees every upstream HTTP attempt (metrics). */
+  onUpstreamAttempt?: HttpClientOptions['onAttempt'];
 }
 
 export function createConnectorContext<TCredentials = unknown>(
@@ -67,6 +69,7 @@ export function createConnectorContext<TCredentials = unknown>(
       ...(options.log ? { log: options.log } : {}),
       ...(options.upstreamLimiter ? { rateLimiter: options.upstreamLimiter } : {}),
       ...(options.clock ? { clock: options.clock } : {}),
+      ...(options.onUpstreamAttempt ? { onAttempt: options.onUpstreamAttempt } : {}),
     }),
     net,
     policies: options.definition.policies,

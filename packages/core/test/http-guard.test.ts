@@ -28,3 +28,25 @@ describe('http client over the network guard', () => {
     expect(connects).toHaveLength(0);
   });
 });
+
+describe('onAttempt', () => {
+  it('reports each attempt with its status, including retries and network errors', async () => {
+    let n = 0;
+    const s = await startServer((_req, res) => json(res, n++ === 0 ? 503 : 200, {}));
+    servers.push(s);
+    const attempts: Array<{ status: number | string; method: string }> = [];
+    const client = createHttpClient({
+      definition: makeDefinition({ type: 'bearer', field: 'token' }, { retry: { baseDelayMs: 1, maxDelayMs: 1 } }),
+      accountId: '1',
+      credentials: staticCredentials({ token: 't' }),
+      onAttempt: (a) => attempts.push({ status: a.status, method: a.method }),
+    });
+    await client.get(`${s.url}/x`);
+    expect(attempts).toEqual([
+      { status: 503, method: 'GET' },
+      { status: 200, method: 'GET' },
+    ]);
+    await client.get('http://127.0.0.1:1/closed').catch(() => undefined);
+    expect(attempts.at(-1)!.status).toBe('error');
+  });
+});

@@ -78,6 +78,11 @@ export interface HttpClientOptions {
   rateLimiter?: RateLimiter;
   /** How long an attempt may wait for the rate limiter before `too_many_requests` (default 5 s). */
   rateLimitMaxWaitMs?: number;
+  /**
+   * Called once per attempt that reached the network: the upstream status, or `error` / `timeout`.
+   * The server counts upstream calls by service and status with it (Prometheus).
+   */
+  onAttempt?: (attempt: { service: string; method: string; status: number | 'error' | 'timeout'; seconds: number }) => void;
 }
 
 // Fallbacks for tests and `network: 'none'` connectors; the server always passes the guard's agents.
@@ -348,9 +353,21 @@ export function createHttpClient(options: HttpClientOptions): AxiosInstance {
       } as InternalAxiosRequestConfig;
 
       let response: AxiosResponse;
+      const attemptStarted = performance.now();
+      const report = (status: number | 'error' | 'timeout') => {
+        try {
+          options.onAttempt?.({ service, method, status, seconds: (performance.now() - attemptStarted) / 1000 });
+        } catch {
+          // metrics must never fail a request
+        }
+      };
       try {
         response = await httpAdapter(inner);
+        report(response.status);
       } catch (error) {
+        const status = (error as { response?: { status?: number } }).response?.status;
+        const code = (error as { code?: string }).code;
+        report(status ?? (code === 'ECONNABORTED' || code === 'ETIMEDOUT' ? 'timeout' : 'error'));
         if (axios.isCancel(error) || signal?.aborted) throw error;
         // The network guard refused the address: that is the answer (`forbidden`), never retried.
         const refusal = networkRefusalFrom(error);
