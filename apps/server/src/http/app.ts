@@ -99,7 +99,8 @@ export function buildApp(deps: ServerDeps, options: BuildAppOptions): FastifyIns
     routerOptions: { ignoreTrailingSlash: true, ignoreDuplicateSlashes: true, maxParamLength: 10_000 },
     bodyLimit: deps.config.bodyLimit,
     genReqId: () => randomUUID(),
-    return503OnClosing: true,
+    // Answered below in the Kloudless envelope instead of Fastify's own 503 body.
+    return503OnClosing: false,
     // Uploads are long: no request timeout; idle sockets still time out.
     requestTimeout: 0,
     // Malformed URLs (bad percent-encoding, overlong ids) get the envelope too, not Fastify's own body.
@@ -123,8 +124,18 @@ export function buildApp(deps: ServerDeps, options: BuildAppOptions): FastifyIns
   // form routes read with `readForm` — is left unread for the route to stream from `request.raw`.
   app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
 
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    if (closing) {
+      // Draining for shutdown: new requests on kept-alive connections are refused, and the connection closed.
+      reply.header('connection', 'close');
+      return sendError(request, reply, new CloudmuxError('service_not_available', 'The server is shutting down; retry the request.'));
+    }
     const origin = request.headers.origin;
     if (origin) {
       reply.header('access-control-allow-origin', origin);
