@@ -88,7 +88,7 @@ describe.each(STORE_KINDS)('request headers on %s', (store) => {
       await t.call(`${base}/storage/files/${file.id}`, { headers: { 'x-kloudless-raw-data': 'True' } }),
     );
     expect(titled.raw).toBeDefined();
-    for (const headers of [{}, { 'x-kloudless-raw-data': 'false' }]) {
+    for (const headers of [{}, { 'x-kloudless-raw-data': 'false' }] as Array<Record<string, string>>) {
       const plain = fileSchema.parse(
         await json(await t.call(`${base}/storage/files/${file.id}`, { headers })),
       );
