@@ -6,7 +6,7 @@
 import * as z from 'zod';
 import type { AxiosInstance } from 'axios';
 import type { StorageApi } from './storage.js';
-import type { NetworkGuard } from './network-types.js';
+import type { NetworkGuard, NetworkMode } from './network-types.js';
 
 export const API_CATEGORIES = ['storage', 'crm', 'calendar', 'itsm', 'audit', 'team', 'events'] as const;
 export type ApiCategory = (typeof API_CATEGORIES)[number];
@@ -160,8 +160,10 @@ export interface ConnectorDefinitionInput<TCredentials extends z.ZodType, TApis 
    * `saas`: the service lives on public hosts; private, loopback, link-local and metadata
    * addresses are refused. `self_hosted`: the account points at the user's own server, which may be
    * private (never a cloud metadata address), subject to the operator's `CLOUDMUX_ALLOWED_NETWORKS`.
+   * A function chooses per account (S3: AWS's public endpoints are `saas`, a custom endpoint is
+   * `self_hosted`).
    */
-  network: 'saas' | 'self_hosted' | 'none';
+  network: NetworkMode | ((credentials: z.output<TCredentials>) => NetworkMode);
   passThrough?: PassThroughSpec<z.output<TCredentials>>;
   /** Attributes of `POST /accounts/{id}/encode_raw_id` (defaults to `{ id }`), and how they make a raw id. */
   rawId?: { attributes: z.ZodType; toRawId(attributes: Record<string, unknown>): string };
@@ -236,7 +238,7 @@ const definitionSchema = z.object({
   apis: z.array(z.enum(API_CATEGORIES)).min(1),
   auth: authSchemaWithAlternatives,
   credentials: z.custom<z.ZodType>((v) => v instanceof z.ZodType, 'must be a zod schema'),
-  network: z.enum(['saas', 'self_hosted', 'none']),
+  network: z.union([z.enum(['saas', 'self_hosted', 'none']), z.function()]),
   passThrough: z
     .union([
       z.object({ kind: z.literal('saas'), baseUrl: z.url({ protocol: /^https$/ }), allowedHosts: z.array(z.string().min(1)).min(1) }),
@@ -255,6 +257,16 @@ const definitionSchema = z.object({
     .optional(),
   create: z.function(),
 });
+
+/** The network mode for one account of `definition` (a definition may decide per account). */
+export function networkModeFor(definition: Pick<AnyConnectorDefinition, 'network' | 'service'>, credentials: unknown): NetworkMode {
+  if (typeof definition.network !== 'function') return definition.network;
+  const mode = definition.network(credentials ?? {});
+  if (mode !== 'saas' && mode !== 'self_hosted' && mode !== 'none') {
+    throw new ConnectorDefinitionError(`[cloudmux] [${definition.service}] network() returned ${String(mode)}`);
+  }
+  return mode;
+}
 
 export class ConnectorDefinitionError extends Error {
   override readonly name = 'ConnectorDefinitionError';

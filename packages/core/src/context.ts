@@ -5,7 +5,7 @@
  */
 import { tmpdir } from 'node:os';
 import type { AnyConnectorDefinition, ConnectorContext, Logger } from './connector.js';
-import { silentLogger } from './connector.js';
+import { networkModeFor, silentLogger } from './connector.js';
 import { createNetworkGuard, networkPolicyFromEnv } from './net/index.js';
 import type { ConnectEvent, NetworkGuard, NetworkPolicy } from './network-types.js';
 import { type HttpClientOptions, createHttpClient } from './http/client.js';
@@ -48,7 +48,7 @@ export function createConnectorContext<TCredentials = unknown>(
   const net =
     options.net ??
     createNetworkGuard({
-      policy: options.networkPolicy ?? networkPolicyFromEnv(options.definition.network),
+      policy: options.networkPolicy ?? networkPolicyFromEnv(networkModeFor(options.definition, options.credentials)),
       ...(options.onConnect ? { onConnect: options.onConnect } : {}),
     });
   return {

@@ -28,6 +28,7 @@ import {
   createTokenHttp,
   exchangeAuthorizationCode,
   hashToken,
+  networkModeFor,
   type OAuth2Spec,
 } from '@cloudmux/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -503,7 +504,8 @@ export class ConnectFlows {
         `This server has no OAuth client configured for ${definition.name}.`,
       );
     const policy = {
-      mode: definition.network,
+      // OAuth services decide before an account exists: the mode for empty credentials.
+      mode: networkModeFor(definition, {}),
       ...(this.deps.config.allowedNetworks ? { allowedNetworks: this.deps.config.allowedNetworks } : {}),
     };
     const guard = createNetworkGuard({ policy });

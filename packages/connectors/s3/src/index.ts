@@ -42,9 +42,8 @@ export function createS3Storage(
 }
 
 /**
- * Amazon S3 and S3-compatible endpoints. One network mode per definition: `self_hosted`, because
- * custom endpoints (MinIO, Ceph, s3rver) live on private hosts; the guard still refuses cloud
- * metadata addresses, and AWS's own endpoints are public hosts either way.
+ * Amazon S3 and S3-compatible endpoints. The network mode is chosen per account: `saas` for AWS,
+ * `self_hosted` for a custom endpoint (which may live on a private host; never a metadata address).
  */
 export const s3 = defineConnector({
   service: 's3',
@@ -60,7 +59,9 @@ export const s3 = defineConnector({
     secretAccessKeyField: 'secret_access_key',
     sessionTokenField: 'session_token',
   },
-  network: 'self_hosted',
+  // AWS's own endpoints are public (`saas`: private and metadata addresses refused); a custom
+  // endpoint (MinIO, Ceph, s3rver) is the user's own server and may be private.
+  network: (credentials) => (credentials.endpoint ? 'self_hosted' : 'saas'),
   credentials: s3Credentials,
   // Pass-through requests are relative to the bucket (signed by core like every other request).
   passThrough: {

@@ -1,4 +1,5 @@
 /** Credential parsing, endpoint addressing, raw ids, the XML reader, part sizing and the chunk reader. */
+import { networkModeFor } from '@cloudmux/core';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import {
@@ -185,7 +186,7 @@ describe('ChunkReader', () => {
 });
 
 describe('definition', () => {
-  it('declares SigV4 on the credential fields, a self-hosted network, pass-through to the bucket', () => {
+  it('declares SigV4 on the credential fields, a per-account network, pass-through to the bucket', () => {
     expect(s3.auth).toEqual({
       type: 'aws_sigv4',
       signingService: 's3',
@@ -194,7 +195,8 @@ describe('definition', () => {
       secretAccessKeyField: 'secret_access_key',
       sessionTokenField: 'session_token',
     });
-    expect(s3.network).toBe('self_hosted');
+    expect(networkModeFor(s3, { endpoint: 'http://10.0.0.2:9000' })).toBe('self_hosted');
+    expect(networkModeFor(s3, {})).toBe('saas');
     expect(s3.service).toBe('s3');
     const pass = s3.passThrough;
     expect(pass?.kind).toBe('account_host');
