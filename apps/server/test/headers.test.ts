@@ -167,6 +167,46 @@ describe.each(STORE_KINDS)('request headers on %s', (store) => {
     expect(fileSchema.parse(await json(ok)).id).toBe(file.id);
   });
 
+  it('keeps file bytes sent as application/json as bytes (uploads and PUT contents)', async () => {
+    const data = '{"a": [1, 2, {"b": "\u00e9"}]}\n';
+    const res = await t.call(`${base}/storage/files`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json; charset=utf-8',
+        'x-kloudless-metadata': JSON.stringify({ name: 'data.json', parent_id: folder.id }),
+      },
+      body: data,
+    });
+    expect(res.status).toBe(201);
+    const uploaded = fileSchema.parse(await json(res));
+    expect(uploaded).toMatchObject({
+      name: 'data.json',
+      size: Buffer.byteLength(data),
+      mime_type: 'application/json',
+    });
+    expect(await (await t.call(`${base}/storage/files/${uploaded.id}/contents`)).text()).toBe(data);
+    // Not even valid JSON: still just the file's bytes.
+    const replaced = await t.call(`${base}/storage/files/${uploaded.id}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: '{"truncated": ',
+    });
+    expect(replaced.status).toBe(200);
+    expect(fileSchema.parse(await json(replaced)).size).toBe(14);
+    expect(await (await t.call(`${base}/storage/files/${uploaded.id}/contents`)).text()).toBe(
+      '{"truncated": ',
+    );
+    // Without X-Kloudless-Metadata a JSON upload is the upload-from-URL form.
+    await expectError(
+      await t.call(`${base}/storage/files`, {
+        method: 'POST',
+        json: { url: 'https://example.test/a', parent_id: 'root' },
+      }),
+      400,
+      'invalid_parameters',
+    );
+  });
+
   it('answers CORS preflights with the origin and the Authorization and X-Kloudless-* headers', async () => {
     const origin = 'https://picker.example.test';
     const requested = [

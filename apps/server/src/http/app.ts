@@ -11,6 +11,7 @@ import { registerStorageRoutes } from '../routes/storage.js';
 import { sendJson } from '../routes/util.js';
 import type { ServerDeps } from './deps.js';
 import { sendError } from './errors.js';
+import { keepFileBytesUnparsed } from './params.js';
 
 export interface BuildAppOptions {
   logger: PinoLogger;
@@ -131,6 +132,7 @@ export function buildApp(deps: ServerDeps, options: BuildAppOptions): FastifyIns
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    keepFileBytesUnparsed(request);
     if (closing) {
       // Draining for shutdown: new requests on kept-alive connections are refused, and the connection closed.
       reply.header('connection', 'close');

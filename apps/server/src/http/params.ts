@@ -125,3 +125,31 @@ export async function readForm(request: { raw: NodeJS.ReadableStream; body?: unk
   }
   return Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
 }
+
+/**
+ * File bytes are never parsed as a request body, whatever their type (a `.json` file sent as
+ * `application/json` is still a file): the client's type is kept here and the parser sees bytes.
+ */
+const clientTypes = new WeakMap<object, string>();
+const BYTES_ROUTES = new Set(['PUT /v1/accounts/:account/storage/files/:id']);
+const UPLOAD_ROUTE = 'POST /v1/accounts/:account/storage/files';
+type HeaderMap = Record<string, string | string[] | undefined>;
+
+export function keepFileBytesUnparsed(request: {
+  method: string;
+  routeOptions: { url?: string | undefined };
+  headers: HeaderMap;
+}): void {
+  const route = `${request.method} ${request.routeOptions.url ?? ''}`;
+  const upload = route === UPLOAD_ROUTE && request.headers['x-kloudless-metadata'] !== undefined;
+  const type = request.headers['content-type'];
+  if (typeof type !== 'string' || !(upload || BYTES_ROUTES.has(route))) return;
+  clientTypes.set(request, type);
+  request.headers['content-type'] = 'application/octet-stream';
+}
+
+/** The media type the client sent (lower case, no parameters), also where bytes were kept unparsed. */
+export function clientContentType(request: { headers: HeaderMap }): string {
+  const type = clientTypes.get(request) ?? request.headers['content-type'];
+  return (typeof type === 'string' ? type : '').split(';')[0]!.trim().toLowerCase();
+}

@@ -16,7 +16,15 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import * as z from 'zod';
 import type { ServerDeps } from '../http/deps.js';
 import { renderItem } from '../http/objects.js';
-import { firstValue, parseBody, parseBool, parseJsonHeader, parsePageSize, parseRange } from '../http/params.js';
+import {
+  clientContentType,
+  firstValue,
+  parseBody,
+  parseBool,
+  parseJsonHeader,
+  parsePageSize,
+  parseRange,
+} from '../http/params.js';
 import { type StorageScope, storageRuntimeFor, storageScope, targetAccount } from '../http/scope.js';
 import { renderTask } from '../tasks.js';
 import { type ConflictMode, copyAcross, copyWithin, uploadWithMode } from '../storage-ops.js';
@@ -108,8 +116,8 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
   app.post(`${prefix}/files`, async (request, reply) => {
     const scope = await storageScope(deps, request, reply);
     const mode = conflictMode(request);
-    const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-    if (type === 'application/json') {
+    const type = clientContentType(request);
+    if (type === 'application/json' && request.headers['x-kloudless-metadata'] === undefined) {
       parseBody(request.body, urlUploadBody);
       throw new CloudmuxError('not_implemented', 'Uploading from a URL is not implemented yet; send the bytes with X-Kloudless-Metadata.');
     }
