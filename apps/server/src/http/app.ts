@@ -52,7 +52,10 @@ class RouteMethods {
     const source = url.replace(/\/+$/, '').split('/').map(segment).join('/');
     const pattern = new RegExp(`^${source}$`);
     let entry = this.#routes.find((r) => r.pattern.source === pattern.source);
-    if (!entry) this.#routes.push((entry = { pattern, methods: new Set() }));
+    if (!entry) {
+      entry = { pattern, methods: new Set() };
+      this.#routes.push(entry);
+    }
     for (const m of Array.isArray(method) ? method : [method]) entry.methods.add(m.toUpperCase());
   }
 
