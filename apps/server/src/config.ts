@@ -34,6 +34,11 @@ export interface ServerConfig {
   oauthClients: Record<string, { clientId: string; clientSecret?: string }>;
   /** How long a task's lease lasts without a heartbeat: how soon a crashed instance's task is picked up. */
   taskLeaseSeconds: number;
+  /**
+   * What uploads from a URL may fetch (`CLOUDMUX_URL_UPLOAD_NETWORK`): `saas` (default) allows public
+   * addresses only; `self_hosted` also private ones (an intranet), never cloud metadata; `none` disables it.
+   */
+  urlUploadNetwork: 'saas' | 'self_hosted' | 'none';
 }
 
 export const FLAGS = {
@@ -89,6 +94,7 @@ export function loadConfig(flags: FlagValues = {}, env: NodeJS.ProcessEnv = proc
     multipartMaxBytes: Number(env.CLOUDMUX_MULTIPART_MAX_BYTES ?? 50 * 1024 * 1024 * 1024),
     oauthClients: oauthClientsFrom(env),
     taskLeaseSeconds: Number(env.CLOUDMUX_TASK_LEASE_SECONDS ?? 30),
+    urlUploadNetwork: urlUploadNetwork(env.CLOUDMUX_URL_UPLOAD_NETWORK),
   };
   const optional: Array<[keyof ServerConfig, string | undefined]> = [
     ['databaseUrl', get('databaseUrl')],
@@ -120,4 +126,10 @@ function oauthClientsFrom(env: NodeJS.ProcessEnv): Record<string, { clientId: st
     clients[service] = { clientId: value, ...(secret ? { clientSecret: secret } : {}) };
   }
   return clients;
+}
+
+function urlUploadNetwork(value: string | undefined): 'saas' | 'self_hosted' | 'none' {
+  if (!value) return 'saas';
+  if (value === 'saas' || value === 'self_hosted' || value === 'none') return value;
+  throw new Error(`invalid CLOUDMUX_URL_UPLOAD_NETWORK: ${value} (saas, self_hosted or none)`);
 }

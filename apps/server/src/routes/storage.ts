@@ -4,7 +4,9 @@
  */
 import {
   CloudmuxError,
+  type NetworkGuard,
   type StorageItem,
+  createNetworkGuard,
   type StorageItemType,
   assertPageExists,
   pageResource,
@@ -27,6 +29,7 @@ import {
 } from '../http/params.js';
 import { type StorageScope, storageRuntimeFor, storageScope, targetAccount } from '../http/scope.js';
 import { renderTask } from '../tasks.js';
+import { fetchSource, parseSourceUrl } from '../url-source.js';
 import { type ConflictMode, copyAcross, copyWithin, uploadWithMode } from '../storage-ops.js';
 import { sendJson } from './util.js';
 
@@ -118,8 +121,23 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
     const mode = conflictMode(request);
     const type = clientContentType(request);
     if (type === 'application/json' && request.headers['x-kloudless-metadata'] === undefined) {
-      parseBody(request.body, urlUploadBody);
-      throw new CloudmuxError('not_implemented', 'Uploading from a URL is not implemented yet; send the bytes with X-Kloudless-Metadata.');
+      // Upload from a URL (the File Picker's Saver): fetched by the server through the network guard.
+      const body = parseBody(request.body, urlUploadBody);
+      validateItemName(body.name);
+      parseSourceUrl(body.url);
+      const plan: UrlUploadPlan = {
+        accountId: Number(scope.account.id),
+        url: body.url,
+        parentRawId: parentRawId(scope, body.parent_id),
+        name: body.name,
+        mode,
+        rawData: scope.rawData,
+      };
+      if (isAsync(request)) {
+        return sendJson(reply, 202, renderTask(await deps.tasks.enqueue({ appId: scope.principal.app.id, accountId: plan.accountId, kind: 'storage.upload_url', params: { ...plan } })));
+      }
+      const result = await executeUrlUpload(deps, plan, request.ip);
+      return sendJson(reply, result.status, result.body);
     }
     const meta = parseJsonHeader(request.headers['x-kloudless-metadata'], 'X-Kloudless-Metadata', uploadMetadataSchema);
     validateItemName(meta.name);
@@ -346,7 +364,46 @@ function isAsync(request: FastifyRequest): boolean {
   return parseBool(Array.isArray(header) ? header[0] : header, 'X-Kloudless-Async') === true || firstValue(returnType) === 'task';
 }
 
+interface UrlUploadPlan {
+  accountId: number;
+  url: string;
+  parentRawId: string;
+  name: string;
+  mode: ConflictMode;
+  rawData: boolean;
+}
+
+const urlGuards = new WeakMap<ServerDeps, NetworkGuard>();
+
+/** The guard URL uploads fetch through: public addresses only unless the operator says otherwise. */
+function urlGuard(deps: ServerDeps): NetworkGuard {
+  let guard = urlGuards.get(deps);
+  if (!guard) {
+    guard = createNetworkGuard({
+      policy: {
+        mode: deps.config.urlUploadNetwork,
+        ...(deps.config.allowedNetworks ? { allowedNetworks: deps.config.allowedNetworks } : {}),
+      },
+    });
+    urlGuards.set(deps, guard);
+  }
+  return guard;
+}
+
+export async function executeUrlUpload(deps: ServerDeps, plan: UrlUploadPlan, ip: string | null = null) {
+  const scope = await storageRuntimeFor(deps, await accountRow(deps, plan.accountId), { rawData: plan.rawData });
+  const source = await fetchSource(plan.url, urlGuard(deps));
+  const item = await asParentError(
+    uploadWithMode(scope.storage, plan.parentRawId, plan.name, source.stream, plan.mode, { size: source.size, mimeType: source.contentType }),
+  )
+    .catch(withConflictId(scope, 'file'))
+    .finally(() => source.stream.destroy());
+  await deps.journal.record(plan.accountId, 'add', item, { ip });
+  return { status: 201, body: render(scope, deps, item) };
+}
+
 export function registerStorageTasks(deps: ServerDeps): void {
+  deps.tasks.register('storage.upload_url', { idempotent: false, run: (params) => executeUrlUpload(deps, params as unknown as UrlUploadPlan) });
   deps.tasks.register('storage.copy', { idempotent: false, run: (params) => executeCopy(deps, params as unknown as CopyPlan) });
   deps.tasks.register('storage.delete_folder', {
     idempotent: true,
