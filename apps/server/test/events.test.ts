@@ -58,6 +58,9 @@ describe.each(STORE_KINDS)('events journal on %s', (store) => {
   it('refuses bad cursors and page sizes, and other apps', async () => {
     const base = t.base;
     expect((await t.call(`${base}/events?cursor=abc`)).status).toBe(400);
+    expect((await t.call(`${base}/events?cursor=999999999`)).status).toBe(400);
+    const missingRoot = await t.call('/v1/accounts?validate=true', { method: 'POST', json: { service: 'local', root: `${t.apps[0]!.accountRoot}-missing` } });
+    expect(missingRoot.status).toBe(400);
     expect((await t.call(`${base}/events?cursor=0&page_size=100000`)).status).toBe(400);
     const other = await t.newApp('other');
     expect((await t.call(`${base}/events/latest`, { auth: `APIKey ${other.apiKey}` })).status).toBe(404);

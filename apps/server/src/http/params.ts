@@ -131,7 +131,8 @@ export async function readForm(request: { raw: NodeJS.ReadableStream; body?: unk
  * `application/json` is still a file): the client's type is kept here and the parser sees bytes.
  */
 const clientTypes = new WeakMap<object, string>();
-const BYTES_ROUTES = new Set(['PUT /v1/accounts/:account/storage/files/:id']);
+// Routes whose body is always file bytes, whatever Content-Type the client sent.
+const BYTES_ROUTES = new Set(['PUT /v1/accounts/:account/storage/files/:id', 'PUT /v1/accounts/:account/storage/multipart/:id']);
 const UPLOAD_ROUTE = 'POST /v1/accounts/:account/storage/files';
 type HeaderMap = Record<string, string | string[] | undefined>;
 

@@ -126,6 +126,13 @@ export function registerAccountRoutes(app: FastifyInstance, deps: ServerDeps): v
       const { runtime, dispose } = await deps.runtime.transient(definition.service, credentials);
       try {
         await runtime.instance.validate?.();
+      } catch (err) {
+        // "Not found" while checking credentials means the account points at nothing (a missing root,
+        // share or bucket): a bad field of this request, not a missing route.
+        if (err instanceof CloudmuxError && err.code === 'not_found') {
+          throw new CloudmuxError('invalid_parameters', `The credentials do not work: ${err.message}`, { cause: err });
+        }
+        throw err;
       } finally {
         await dispose();
       }

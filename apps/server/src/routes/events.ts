@@ -38,6 +38,10 @@ export function registerEventsRoutes(app: FastifyInstance, deps: ServerDeps): vo
       throw new CloudmuxError('invalid_parameters', 'cursor must be an integer from events/latest or a previous events page.');
     }
     const cursor = cursorText ? Number(cursorText) : 0;
+    // A cursor this server never handed out (beyond the newest event) is the client's mistake.
+    if (cursor > 0 && cursor > (await deps.journal.latest(Number(account.id)))) {
+      throw new CloudmuxError('invalid_parameters', 'cursor is newer than the latest event; use events/latest.');
+    }
     const pageSize = parsePageSize(query.page_size, 100);
     const rawData = parseBool(request.headers['x-kloudless-raw-data'], 'X-Kloudless-Raw-Data') ?? false;
     const page = await deps.journal.list(Number(account.id), cursor, pageSize);
