@@ -3,7 +3,7 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
-const roots = ['packages', 'apps', 'bench'];
+const roots = ['packages', 'apps', 'bench', 'tooling'];
 const packageDirs = [];
 function walk(dir, depth) {
   if (!existsSync(dir) || depth > 3) return;
