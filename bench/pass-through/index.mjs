@@ -2,7 +2,7 @@
 // same transfers made directly to the upstream in the same run. Reports throughput ratios and the
 // server's peak RSS over its idle RSS (target: < 64 MiB, i.e. bodies stream and nothing buffers).
 import { mkdtempSync, rmSync } from 'node:fs';
-import { request, createServer } from 'node:http';
+import { createServer, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { forkServer } from '../lib/forked-server.mjs';
@@ -38,12 +38,22 @@ const upstreamUrl = `http://127.0.0.1:${upstream.address().port}`;
 function transfer({ url, method, headers = {}, upload }) {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
-    const req = request(url, { method, headers: { ...headers, ...(upload ? { 'content-length': String(upload) } : {}) } }, (res) => {
-      let bytes = 0;
-      res.on('data', (c) => (bytes += c.length));
-      res.on('end', () => resolve({ status: res.statusCode, bytes, seconds: Number(process.hrtime.bigint() - started) / 1e9 }));
-      res.on('error', reject);
-    });
+    const req = request(
+      url,
+      { method, headers: { ...headers, ...(upload ? { 'content-length': String(upload) } : {}) } },
+      (res) => {
+        let bytes = 0;
+        res.on('data', (c) => (bytes += c.length));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode,
+            bytes,
+            seconds: Number(process.hrtime.bigint() - started) / 1e9,
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     if (!upload) return req.end();
     let sent = 0;
@@ -62,14 +72,40 @@ function transfer({ url, method, headers = {}, upload }) {
 const dataDir = mkdtempSync(join(tmpdir(), 'cloudmux-bench-'));
 const child = forkServer(new URL('./server.mjs', import.meta.url), {
   nodeArgs: (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
-  env: { ...process.env, PORT: '0', HOST: '127.0.0.1', CLOUDMUX_DATA_DIR: dataDir, CLOUDMUX_LOCAL_ROOTS: dataDir, CLOUDMUX_RATE_LIMIT: '100000' },
+  env: {
+    ...process.env,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    CLOUDMUX_DATA_DIR: dataDir,
+    CLOUDMUX_LOCAL_ROOTS: dataDir,
+    CLOUDMUX_RATE_LIMIT: '100000',
+  },
 });
 const { next, ask } = child;
 
 try {
   const ready = await next('ready');
-  const api = (path, init) => fetch(`${ready.url}${path}`, { ...init, headers: { authorization: `APIKey ${ready.apiKey}`, 'content-type': 'application/json', ...init?.headers } });
-  const account = await (await api('/v1/accounts', { method: 'POST', body: JSON.stringify({ service: 'bench_upstream', account: 'bench', url: upstreamUrl, token: 't', root: dataDir }) })).json();
+  const api = (path, init) =>
+    fetch(`${ready.url}${path}`, {
+      ...init,
+      headers: {
+        authorization: `APIKey ${ready.apiKey}`,
+        'content-type': 'application/json',
+        ...init?.headers,
+      },
+    });
+  const account = await (
+    await api('/v1/accounts', {
+      method: 'POST',
+      body: JSON.stringify({
+        service: 'bench_upstream',
+        account: 'bench',
+        url: upstreamUrl,
+        token: 't',
+        root: dataDir,
+      }),
+    })
+  ).json();
   const raw = `${ready.url}/v1/accounts/${account.id}/raw`;
   const auth = { authorization: `APIKey ${ready.apiKey}` };
 
@@ -83,14 +119,34 @@ try {
     await ask('reset');
     const via =
       direction === 'up'
-        ? await transfer({ url: raw, method: 'POST', headers: { ...auth, 'x-kloudless-raw-uri': '/sink', 'x-kloudless-raw-method': 'PUT', 'content-type': 'application/octet-stream' }, upload: SIZE })
-        : await transfer({ url: raw, method: 'POST', headers: { ...auth, 'x-kloudless-raw-uri': `/source?size=${SIZE}`, 'x-kloudless-raw-method': 'GET' } });
+        ? await transfer({
+            url: raw,
+            method: 'POST',
+            headers: {
+              ...auth,
+              'x-kloudless-raw-uri': '/sink',
+              'x-kloudless-raw-method': 'PUT',
+              'content-type': 'application/octet-stream',
+            },
+            upload: SIZE,
+          })
+        : await transfer({
+            url: raw,
+            method: 'POST',
+            headers: {
+              ...auth,
+              'x-kloudless-raw-uri': `/source?size=${SIZE}`,
+              'x-kloudless-raw-method': 'GET',
+            },
+          });
     const peak = (await ask('peak')).rss;
     if (via.status !== 200) throw new Error(`pass-through ${direction} answered ${via.status}`);
     results.push({ direction, direct, via, peakOverIdleMiB: (peak - idle) / 1024 ** 2 });
   }
   const mib = (b, s) => (b / 1024 ** 2 / s).toFixed(0);
-  console.log(`pass-through, ${(SIZE / GiB).toFixed(2)} GiB each way, server idle RSS ${(idle / 1024 ** 2).toFixed(0)} MiB`);
+  console.log(
+    `pass-through, ${(SIZE / GiB).toFixed(2)} GiB each way, server idle RSS ${(idle / 1024 ** 2).toFixed(0)} MiB`,
+  );
   console.log('| direction | direct MiB/s | via Cloudmux MiB/s | ratio | server peak RSS over idle |');
   console.log('| --- | --- | --- | --- | --- |');
   for (const r of results) {

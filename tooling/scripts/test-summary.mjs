@@ -1,6 +1,6 @@
 // Sums the vitest JSON reports of every package into `tests: N passed, N failed[, N skipped]`.
 // A package whose test task ran but left no report counts as one failure, so a crash cannot pass.
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 const roots = ['packages', 'apps', 'bench', 'tooling'];
@@ -34,7 +34,9 @@ for (const dir of packageDirs) {
   failed += report.numFailedTests ?? 0;
   skipped += (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
   // A suite that failed to load has no failed tests but is a failure.
-  const brokenSuites = (report.testResults ?? []).filter((r) => r.status === 'failed' && (r.assertionResults ?? []).every((a) => a.status !== 'failed'));
+  const brokenSuites = (report.testResults ?? []).filter(
+    (r) => r.status === 'failed' && (r.assertionResults ?? []).every((a) => a.status !== 'failed'),
+  );
   for (const suite of brokenSuites) {
     failed += 1;
     problems.push(`${pkg.name}: ${suite.name} failed to run: ${(suite.message ?? '').split('\n')[0]}`);

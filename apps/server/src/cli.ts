@@ -5,13 +5,13 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createKeyring, createSecretBox, generateSecretKey } from '@cloudmux/core';
-import { FLAGS, type FlagValues, type ServerConfig, loadConfig } from './config.js';
+import { type createKeyring, createSecretBox, generateSecretKey } from '@cloudmux/core';
+import { FLAGS, type FlagValues, loadConfig, type ServerConfig } from './config.js';
 import { addKeyVersion, loadKeys } from './keys.js';
+import { addAppSetting, readAppSettings, removeAppSetting } from './oauth/settings.js';
 import { type CloudmuxServer, createServer } from './server.js';
 import { openStore } from './store/db.js';
 import { Store } from './store/store.js';
-import { addAppSetting, readAppSettings, removeAppSetting } from './oauth/settings.js';
 import { reencryptWebhookSecrets, webhookAdmin } from './webhooks/index.js';
 
 const HELP = `cloudmux — the Kloudless v1 API, self-hosted
@@ -40,7 +40,10 @@ interface Io {
   err: (text: string) => void;
 }
 
-const defaultIo: Io = { out: (t) => process.stdout.write(`${t}\n`), err: (t) => process.stderr.write(`${t}\n`) };
+const defaultIo: Io = {
+  out: (t) => process.stdout.write(`${t}\n`),
+  err: (t) => process.stderr.write(`${t}\n`),
+};
 
 function parse(argv: string[]) {
   const options: Record<string, { type: 'string' | 'boolean' }> = {
@@ -64,7 +67,10 @@ async function withStore<T>(config: ServerConfig, fn: (store: Store) => Promise<
   const keys = loadKeys(config.dataDir, config.secretKey);
   const handle = await openStore(
     config.databaseUrl
-      ? { databaseUrl: config.databaseUrl, ...(config.databaseSchema ? { pgSchema: config.databaseSchema } : {}) }
+      ? {
+          databaseUrl: config.databaseUrl,
+          ...(config.databaseSchema ? { pgSchema: config.databaseSchema } : {}),
+        }
       : { sqlitePath: join(config.dataDir, 'cloudmux.db') },
   );
   try {
@@ -80,7 +86,12 @@ async function resolveAppId(store: Store, requested: string | undefined): Promis
     return requested;
   }
   const apps = await store.listApps();
-  if (apps.length !== 1) throw new Error(apps.length === 0 ? 'no application exists yet (cloudmux app create --name …)' : 'several applications exist: pass --app ID');
+  if (apps.length !== 1)
+    throw new Error(
+      apps.length === 0
+        ? 'no application exists yet (cloudmux app create --name …)'
+        : 'several applications exist: pass --app ID',
+    );
   return apps[0]!.id;
 }
 
@@ -108,12 +119,20 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
         const name = typeof values.name === 'string' ? values.name : undefined;
         if (!name) throw new Error('app create needs --name NAME');
         const { app, apiKey } = await withStore(config, (store) => store.createApp(name));
-        io.out(json ? JSON.stringify({ app_id: app.id, api_key: apiKey }) : `app_id:  ${app.id}\napi_key: ${apiKey}`);
+        io.out(
+          json
+            ? JSON.stringify({ app_id: app.id, api_key: apiKey })
+            : `app_id:  ${app.id}\napi_key: ${apiKey}`,
+        );
         return 0;
       }
       case 'app list': {
         const apps = await withStore(config, (store) => store.listApps());
-        io.out(json ? JSON.stringify(apps.map((a) => ({ app_id: a.id, name: a.name, created: a.created }))) : apps.map((a) => `${a.id}  ${a.name}`).join('\n'));
+        io.out(
+          json
+            ? JSON.stringify(apps.map((a) => ({ app_id: a.id, name: a.name, created: a.created })))
+            : apps.map((a) => `${a.id}  ${a.name}`).join('\n'),
+        );
         return 0;
       }
       case 'key create': {
@@ -121,22 +140,38 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
           const appId = await resolveAppId(store, values.app as string | undefined);
           return { appId, ...(await store.createApiKey(appId, 'cli')) };
         });
-        io.out(json ? JSON.stringify({ app_id: result.appId, id: result.id, api_key: result.key }) : result.key);
+        io.out(
+          json ? JSON.stringify({ app_id: result.appId, id: result.id, api_key: result.key }) : result.key,
+        );
         return 0;
       }
       case 'key list': {
-        const keys = await withStore(config, async (store) => store.listApiKeys(await resolveAppId(store, values.app as string | undefined)));
+        const keys = await withStore(config, async (store) =>
+          store.listApiKeys(await resolveAppId(store, values.app as string | undefined)),
+        );
         io.out(
           json
-            ? JSON.stringify(keys.map((k) => ({ id: Number(k.id), prefix: k.key_prefix, label: k.label, created: k.created, revoked: k.revoked })))
-            : keys.map((k) => `${k.id}  ${k.key_prefix}…  ${k.revoked ? `revoked ${k.revoked}` : 'active'}`).join('\n'),
+            ? JSON.stringify(
+                keys.map((k) => ({
+                  id: Number(k.id),
+                  prefix: k.key_prefix,
+                  label: k.label,
+                  created: k.created,
+                  revoked: k.revoked,
+                })),
+              )
+            : keys
+                .map((k) => `${k.id}  ${k.key_prefix}…  ${k.revoked ? `revoked ${k.revoked}` : 'active'}`)
+                .join('\n'),
         );
         return 0;
       }
       case 'key revoke': {
         const target = rest[0];
         if (!target) throw new Error('key revoke needs the key or its id');
-        const revoked = await withStore(config, async (store) => store.revokeApiKey(await resolveAppId(store, values.app as string | undefined), target));
+        const revoked = await withStore(config, async (store) =>
+          store.revokeApiKey(await resolveAppId(store, values.app as string | undefined), target),
+        );
         if (!revoked) throw new Error('no such active key');
         io.out(json ? JSON.stringify({ revoked: true }) : 'revoked');
         return 0;
@@ -147,14 +182,30 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       case 'webhook list':
       case 'webhook remove':
       case 'webhook key':
-        return await webhookCommand(config, io, json, sub!, rest, values.app as string | undefined, values.rotate === true);
+        return await webhookCommand(
+          config,
+          io,
+          json,
+          sub!,
+          rest,
+          values.app as string | undefined,
+          values.rotate === true,
+        );
       case 'redirect-uri add':
       case 'redirect-uri remove':
       case 'redirect-uri list':
       case 'origin add':
       case 'origin remove':
       case 'origin list':
-        return await settingsCommand(config, io, json, command === 'origin' ? 'trusted_origins' : 'redirect_uris', sub!, rest[0], values.app as string | undefined);
+        return await settingsCommand(
+          config,
+          io,
+          json,
+          command === 'origin' ? 'trusted_origins' : 'redirect_uris',
+          sub!,
+          rest[0],
+          values.app as string | undefined,
+        );
       default:
         io.err(`unknown command: ${positionals.join(' ')}\n\n${HELP}`);
         return 2;
@@ -174,29 +225,57 @@ async function rotateSecret(config: ServerConfig, io: Io, json: boolean): Promis
     const keyring = material.keyring.withKey(version, secret);
     const counts = await withStoreKeys(config, keyring);
     const value = `${version}:${secret},${config.secretKey}`;
-    io.out(json ? JSON.stringify({ version, secret_key: value, ...counts }) : `Re-encrypted ${counts.changed} of ${counts.total} credentials under key version ${version}.\nSet CLOUDMUX_SECRET_KEY=${value}`);
+    io.out(
+      json
+        ? JSON.stringify({ version, secret_key: value, ...counts })
+        : `Re-encrypted ${counts.changed} of ${counts.total} credentials under key version ${version}.\nSet CLOUDMUX_SECRET_KEY=${value}`,
+    );
     return 0;
   }
   const { material: next, version } = addKeyVersion(material);
   const counts = await withStoreKeys(config, next.keyring);
-  io.out(json ? JSON.stringify({ version, ...counts }) : `Re-encrypted ${counts.changed} of ${counts.total} credentials under key version ${version}; object ids are unchanged.`);
+  io.out(
+    json
+      ? JSON.stringify({ version, ...counts })
+      : `Re-encrypted ${counts.changed} of ${counts.total} credentials under key version ${version}; object ids are unchanged.`,
+  );
   return 0;
 }
 
-async function webhookCommand(config: ServerConfig, io: Io, json: boolean, sub: string, rest: string[], app: string | undefined, rotate: boolean): Promise<number> {
+async function webhookCommand(
+  config: ServerConfig,
+  io: Io,
+  json: boolean,
+  sub: string,
+  rest: string[],
+  app: string | undefined,
+  rotate: boolean,
+): Promise<number> {
   const keys = loadKeys(config.dataDir, config.secretKey);
   const handle = await openStore(storeOptions(config));
-  const admin = webhookAdmin(handle.db, keys.keyring, config.allowedNetworks ? { allowedNetworks: config.allowedNetworks } : {});
+  const admin = webhookAdmin(
+    handle.db,
+    keys.keyring,
+    config.allowedNetworks ? { allowedNetworks: config.allowedNetworks } : {},
+  );
   try {
     const store = new Store(handle.db, createSecretBox({ keys: keys.keyring, purpose: 'credentials' }));
     const appId = await resolveAppId(store, app);
     if (sub === 'add') {
       if (!rest[0]) throw new Error('webhook add needs the URL');
       const { webhook, signingKey } = await admin.add(appId, rest[0]);
-      io.out(json ? JSON.stringify({ id: webhook.id, url: webhook.url, signing_key: signingKey }) : `webhook ${webhook.id}: ${webhook.url}\nsigning key: ${signingKey}`);
+      io.out(
+        json
+          ? JSON.stringify({ id: webhook.id, url: webhook.url, signing_key: signingKey })
+          : `webhook ${webhook.id}: ${webhook.url}\nsigning key: ${signingKey}`,
+      );
     } else if (sub === 'list') {
       const hooks = await admin.list(appId);
-      io.out(json ? JSON.stringify(hooks.map((h) => ({ id: h.id, url: h.url }))) : hooks.map((h) => `${h.id}  ${h.url}`).join('\n'));
+      io.out(
+        json
+          ? JSON.stringify(hooks.map((h) => ({ id: h.id, url: h.url })))
+          : hooks.map((h) => `${h.id}  ${h.url}`).join('\n'),
+      );
     } else if (sub === 'remove') {
       if (!rest[0] || !/^\d+$/.test(rest[0])) throw new Error('webhook remove needs the webhook id');
       if (!(await admin.remove(appId, Number(rest[0])))) throw new Error(`no webhook ${rest[0]}`);
@@ -212,12 +291,22 @@ async function webhookCommand(config: ServerConfig, io: Io, json: boolean, sub: 
   }
 }
 
-async function settingsCommand(config: ServerConfig, io: Io, json: boolean, kind: 'redirect_uris' | 'trusted_origins', sub: string, value: string | undefined, app: string | undefined): Promise<number> {
+async function settingsCommand(
+  config: ServerConfig,
+  io: Io,
+  json: boolean,
+  kind: 'redirect_uris' | 'trusted_origins',
+  sub: string,
+  value: string | undefined,
+  app: string | undefined,
+): Promise<number> {
   const settings = await withStore(config, async (store) => {
     const appId = await resolveAppId(store, app);
     if (sub === 'list') return readAppSettings(store, appId);
     if (!value) throw new Error(`${sub} needs a value`);
-    return sub === 'add' ? addAppSetting(store, appId, kind, value) : removeAppSetting(store, appId, kind, value);
+    return sub === 'add'
+      ? addAppSetting(store, appId, kind, value)
+      : removeAppSetting(store, appId, kind, value);
   });
   io.out(json ? JSON.stringify(settings[kind]) : settings[kind].join('\n'));
   return 0;
@@ -225,14 +314,20 @@ async function settingsCommand(config: ServerConfig, io: Io, json: boolean, kind
 
 function storeOptions(config: ServerConfig) {
   return config.databaseUrl
-    ? { databaseUrl: config.databaseUrl, ...(config.databaseSchema ? { pgSchema: config.databaseSchema } : {}) }
+    ? {
+        databaseUrl: config.databaseUrl,
+        ...(config.databaseSchema ? { pgSchema: config.databaseSchema } : {}),
+      }
     : { sqlitePath: join(config.dataDir, 'cloudmux.db') };
 }
 
 async function withStoreKeys(config: ServerConfig, keyring: ReturnType<typeof createKeyring>) {
   const handle = await openStore(
     config.databaseUrl
-      ? { databaseUrl: config.databaseUrl, ...(config.databaseSchema ? { pgSchema: config.databaseSchema } : {}) }
+      ? {
+          databaseUrl: config.databaseUrl,
+          ...(config.databaseSchema ? { pgSchema: config.databaseSchema } : {}),
+        }
       : { sqlitePath: join(config.dataDir, 'cloudmux.db') },
   );
   try {
@@ -254,11 +349,27 @@ export async function bootstrap(server: CloudmuxServer): Promise<string[] | null
   const demo = join(config.dataDir, 'files', 'demo');
   mkdirSync(demo, { recursive: true });
   const readme = join(demo, 'README.txt');
-  if (!existsSync(readme)) writeFileSync(readme, 'This is the Cloudmux demo account: a folder on the server, served by the local connector.\n');
-  const account = await store.createAccount({ appId: app.id, service: 'local', account: 'Demo (local disk)', credentials: { root: demo } });
+  if (!existsSync(readme))
+    writeFileSync(
+      readme,
+      'This is the Cloudmux demo account: a folder on the server, served by the local connector.\n',
+    );
+  const account = await store.createAccount({
+    appId: app.id,
+    service: 'local',
+    account: 'Demo (local disk)',
+    credentials: { root: demo },
+  });
   const token = await store.createAccountToken(app.id, Number(account.id));
-  const credentials = { app_id: app.id, api_key: apiKey, account_id: Number(account.id), bearer_token: token };
-  writeFileSync(join(config.dataDir, 'dev-credentials.json'), `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600 });
+  const credentials = {
+    app_id: app.id,
+    api_key: apiKey,
+    account_id: Number(account.id),
+    bearer_token: token,
+  };
+  writeFileSync(join(config.dataDir, 'dev-credentials.json'), `${JSON.stringify(credentials, null, 2)}\n`, {
+    mode: 0o600,
+  });
   const base = config.publicUrl;
   return [
     'Created a development app and a demo account (also saved in dev-credentials.json, mode 0600):',
@@ -285,7 +396,9 @@ async function start(config: ServerConfig, io: Io): Promise<number> {
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    io.out(`cloudmux: ${signal} received, finishing in-flight requests (up to ${config.shutdownGraceSeconds}s)`);
+    io.out(
+      `cloudmux: ${signal} received, finishing in-flight requests (up to ${config.shutdownGraceSeconds}s)`,
+    );
     const deadline = setTimeout(() => {
       server.app.server.closeAllConnections();
     }, config.shutdownGraceSeconds * 1000);
@@ -303,11 +416,17 @@ async function start(config: ServerConfig, io: Io): Promise<number> {
     return 0;
   }
   const address = await server.listen();
-  io.out(`cloudmux listening on ${address} (public URL ${config.publicUrl}, store: ${server.deps.storeHandle.dialect})`);
+  io.out(
+    `cloudmux listening on ${address} (public URL ${config.publicUrl}, store: ${server.deps.storeHandle.dialect})`,
+  );
   if (banner) io.out(banner.join('\n'));
   else if (existsSync(join(config.dataDir, 'dev-credentials.json'))) {
-    const saved = JSON.parse(readFileSync(join(config.dataDir, 'dev-credentials.json'), 'utf8')) as { account_id: number };
-    io.out(`Development credentials are in ${join(config.dataDir, 'dev-credentials.json')} (demo account ${saved.account_id}).`);
+    const saved = JSON.parse(readFileSync(join(config.dataDir, 'dev-credentials.json'), 'utf8')) as {
+      account_id: number;
+    };
+    io.out(
+      `Development credentials are in ${join(config.dataDir, 'dev-credentials.json')} (demo account ${saved.account_id}).`,
+    );
   }
   await done;
   return 0;

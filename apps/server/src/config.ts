@@ -68,7 +68,10 @@ export function loadConfig(flags: FlagValues = {}, env: NodeJS.ProcessEnv = proc
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid PORT: ${get('port')}`);
   const host = get('host') ?? '127.0.0.1';
   const dataDir = resolve(get('dataDir') ?? './data');
-  const publicUrl = (get('publicUrl') ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/+$/, '');
+  const publicUrl = (get('publicUrl') ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(
+    /\/+$/,
+    '',
+  );
   try {
     const url = new URL(publicUrl);
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme');
@@ -102,7 +105,8 @@ export function loadConfig(flags: FlagValues = {}, env: NodeJS.ProcessEnv = proc
     ['secretKey', get('secretKey')],
     ['redisUrl', get('redisUrl')],
   ];
-  for (const [key, value] of optional) if (value !== undefined) (config as unknown as Record<string, unknown>)[key] = value;
+  for (const [key, value] of optional)
+    if (value !== undefined) (config as unknown as Record<string, unknown>)[key] = value;
   if (allowed !== undefined) config.allowedNetworks = allowed.split(/[\s,]+/).filter(Boolean);
   return config;
 }
@@ -111,12 +115,18 @@ export function loadConfig(flags: FlagValues = {}, env: NodeJS.ProcessEnv = proc
 function parseRateLimit(value: string | undefined): { requestsPerSecond: number; burst: number } {
   if (!value) return { requestsPerSecond: 10, burst: 10 };
   const match = /^(\d+(?:\.\d+)?)(?::(\d+))?$/.exec(value.trim());
-  if (!match || Number(match[1]) <= 0) throw new Error(`invalid CLOUDMUX_RATE_LIMIT: ${value} (expected <per second>[:<burst>])`);
+  if (!match || Number(match[1]) <= 0)
+    throw new Error(`invalid CLOUDMUX_RATE_LIMIT: ${value} (expected <per second>[:<burst>])`);
   const requestsPerSecond = Number(match[1]);
-  return { requestsPerSecond, burst: match[2] ? Number(match[2]) : Math.max(1, Math.ceil(requestsPerSecond)) };
+  return {
+    requestsPerSecond,
+    burst: match[2] ? Number(match[2]) : Math.max(1, Math.ceil(requestsPerSecond)),
+  };
 }
 
-function oauthClientsFrom(env: NodeJS.ProcessEnv): Record<string, { clientId: string; clientSecret?: string }> {
+function oauthClientsFrom(
+  env: NodeJS.ProcessEnv,
+): Record<string, { clientId: string; clientSecret?: string }> {
   const clients: Record<string, { clientId: string; clientSecret?: string }> = {};
   for (const [name, value] of Object.entries(env)) {
     const match = /^CLOUDMUX_OAUTH_([A-Z0-9_]+)_CLIENT_ID$/.exec(name);

@@ -14,8 +14,10 @@ export class ConnectorRegistry {
 
   constructor(definitions: readonly AnyConnectorDefinition[]) {
     for (const definition of definitions) {
-      if (definition.kind !== 'cloudmux.connector') throw new Error(`not a connector definition: ${String(definition)}`);
-      if (this.#byService.has(definition.service)) throw new Error(`connector ${definition.service} is listed twice`);
+      if (definition.kind !== 'cloudmux.connector')
+        throw new Error(`not a connector definition: ${String(definition)}`);
+      if (this.#byService.has(definition.service))
+        throw new Error(`connector ${definition.service} is listed twice`);
       this.#byService.set(definition.service, definition);
     }
   }

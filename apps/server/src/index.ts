@@ -1,4 +1,4 @@
-export { createServer, createLogger, type CloudmuxServer, type CreateServerOptions } from './server.js';
+export { bootstrap, main as cli } from './cli.js';
 export { loadConfig, type ServerConfig } from './config.js';
-export { main as cli, bootstrap } from './cli.js';
 export { ConnectorRegistry, defaultConnectors } from './connectors.js';
+export { type CloudmuxServer, type CreateServerOptions, createLogger, createServer } from './server.js';

@@ -59,14 +59,21 @@ export class EventJournal {
    * A change reported by a watcher (made outside Cloudmux). Skipped when it is the echo of a change
    * Cloudmux just made to the same item or anything under it.
    */
-  async recordExternal(accountId: number, action: EventAction, target: StorageItem | { rawId: string; type: string }): Promise<JournalEvent | null> {
+  async recordExternal(
+    accountId: number,
+    action: EventAction,
+    target: StorageItem | { rawId: string; type: string },
+  ): Promise<JournalEvent | null> {
     if (this.isOwn(accountId, target.rawId)) return null;
     return this.insert(accountId, action, target, {});
   }
 
   private noteOwn(accountId: number, rawId: string): void {
     let recent = this.#own.get(accountId);
-    if (!recent) this.#own.set(accountId, (recent = new Map()));
+    if (!recent) {
+      recent = new Map();
+      this.#own.set(accountId, recent);
+    }
     const now = Date.now();
     recent.set(rawId, now);
     if (recent.size > 1000) for (const [id, at] of recent) if (now - at > OWN_CHANGE_MS) recent.delete(id);
@@ -141,7 +148,11 @@ export class EventJournal {
     return Number(row?.max ?? 0);
   }
 
-  async list(accountId: number, cursor: number, pageSize: number): Promise<{ events: JournalEvent[]; cursor: number; remaining: number }> {
+  async list(
+    accountId: number,
+    cursor: number,
+    pageSize: number,
+  ): Promise<{ events: JournalEvent[]; cursor: number; remaining: number }> {
     const rows = await this.db
       .selectFrom('events')
       .selectAll()
@@ -173,7 +184,11 @@ export class EventJournal {
 
   async prune(accountId: number): Promise<void> {
     const cutoff = new Date(Date.now() - RETENTION_MS).toISOString();
-    await this.db.deleteFrom('events').where('account_id', '=', accountId).where('modified', '<', cutoff).execute();
+    await this.db
+      .deleteFrom('events')
+      .where('account_id', '=', accountId)
+      .where('modified', '<', cutoff)
+      .execute();
     const keepFrom = await this.db
       .selectFrom('events')
       .select('id')
@@ -182,7 +197,12 @@ export class EventJournal {
       .offset(MAX_EVENTS_PER_ACCOUNT)
       .limit(1)
       .executeTakeFirst();
-    if (keepFrom) await this.db.deleteFrom('events').where('account_id', '=', accountId).where('id', '<=', keepFrom.id).execute();
+    if (keepFrom)
+      await this.db
+        .deleteFrom('events')
+        .where('account_id', '=', accountId)
+        .where('id', '<=', keepFrom.id)
+        .execute();
   }
 }
 

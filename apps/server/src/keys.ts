@@ -8,7 +8,7 @@
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Keyring, createKeyring, generateSecretKey } from '@cloudmux/core';
+import { createKeyring, generateSecretKey, type Keyring } from '@cloudmux/core';
 
 export interface KeyMaterial {
   keyring: Keyring;
@@ -44,7 +44,10 @@ export function loadKeys(dataDir: string, secretKey?: string): KeyMaterial {
 }
 
 /** Adds a new active key version to the data dir's key file and returns the new material. */
-export function addKeyVersion(material: KeyMaterial, newSecret = generateSecretKey()): { material: KeyMaterial; keyringString: string; version: number } {
+export function addKeyVersion(
+  material: KeyMaterial,
+  newSecret = generateSecretKey(),
+): { material: KeyMaterial; keyringString: string; version: number } {
   const version = Math.max(...material.keyring.versions) + 1;
   const keyring = material.keyring.withKey(version, newSecret);
   const previous = material.file ? (JSON.parse(readFileSync(material.file, 'utf8')) as KeyFile).keyring : '';

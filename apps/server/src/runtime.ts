@@ -10,9 +10,9 @@ import {
   type ConnectorContext,
   type ConnectorInstance,
   type CreateConnectorContextOptions,
-  type Logger,
   createConnectorContext,
   instantiateConnector,
+  type Logger,
 } from '@cloudmux/core';
 import type { ServerConfig } from './config.js';
 import type { ConnectorRegistry } from './connectors.js';
@@ -52,7 +52,9 @@ export class ConnectorRuntime {
     private readonly config: ServerConfig,
     private readonly log: Logger,
     /** Tests inject a guard with a fake resolver or a connect hook per connector. */
-    private readonly contextOverrides?: (definition: AnyConnectorDefinition) => Partial<CreateConnectorContextOptions> | undefined,
+    private readonly contextOverrides?: (
+      definition: AnyConnectorDefinition,
+    ) => Partial<CreateConnectorContextOptions> | undefined,
   ) {
     this.#credentialStore = new SqlCredentialStore(store.db, store);
     this.#timer = setInterval(() => void this.sweep(), 30_000);
@@ -61,12 +63,16 @@ export class ConnectorRuntime {
 
   definitionFor(service: string): AnyConnectorDefinition {
     const definition = this.registry.get(service);
-    if (!definition) throw new CloudmuxError('not_implemented', `The service ${service} is not installed on this server.`);
+    if (!definition)
+      throw new CloudmuxError('not_implemented', `The service ${service} is not installed on this server.`);
     return definition;
   }
 
   /** Builds an instance from credentials that are not stored yet (`?validate=true`, connect forms). */
-  async transient(service: string, credentials: unknown): Promise<{ runtime: AccountRuntime; dispose: () => Promise<void> }> {
+  async transient(
+    service: string,
+    credentials: unknown,
+  ): Promise<{ runtime: AccountRuntime; dispose: () => Promise<void> }> {
     const definition = this.definitionFor(service);
     const { instance, ctx } = await this.instantiate(definition, 0, credentials, {});
     return { runtime: { definition, instance, ctx }, dispose: async () => instance.dispose?.() };
@@ -75,10 +81,16 @@ export class ConnectorRuntime {
   async forAccount(account: AccountRow, scope: RequestScope = {}): Promise<AccountRuntime> {
     const definition = this.definitionFor(account.service);
     if (!account.active) {
-      throw new CloudmuxError('service_unauthorized', `The account is inactive${account.inactive_reason ? `: ${account.inactive_reason}` : ''}.`);
+      throw new CloudmuxError(
+        'service_unauthorized',
+        `The account is inactive${account.inactive_reason ? `: ${account.inactive_reason}` : ''}.`,
+      );
     }
     if (scope.asUser !== undefined && !definition.impersonation) {
-      throw new CloudmuxError('not_implemented', `X-Kloudless-As-User is not supported by ${definition.service}.`);
+      throw new CloudmuxError(
+        'not_implemented',
+        `X-Kloudless-As-User is not supported by ${definition.service}.`,
+      );
     }
     const id = Number(account.id);
     const key = JSON.stringify([scope.rawHeaders ?? {}, scope.asUser ?? null]);
@@ -115,7 +127,10 @@ export class ConnectorRuntime {
   ): Promise<Pick<AccountRuntime, 'instance' | 'ctx'>> {
     const parsed = definition.credentials.safeParse(credentials);
     if (!parsed.success) {
-      throw new CloudmuxError('invalid_parameters', `Invalid credentials for ${definition.service}: ${parsed.error.issues.map((i: { path: PropertyKey[]; message: string }) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}`);
+      throw new CloudmuxError(
+        'invalid_parameters',
+        `Invalid credentials for ${definition.service}: ${parsed.error.issues.map((i: { path: PropertyKey[]; message: string }) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}`,
+      );
     }
     const oauthClient = this.config.oauthClients[definition.service];
     const ctx = createConnectorContext({
@@ -123,7 +138,9 @@ export class ConnectorRuntime {
       accountId: String(accountId),
       credentials: parsed.data,
       // Stored accounts of OAuth services refresh through the SQL store (lease + version CAS).
-      ...(definition.auth.type === 'oauth2' && accountId > 0 ? { credentialStore: this.#credentialStore } : {}),
+      ...(definition.auth.type === 'oauth2' && accountId > 0
+        ? { credentialStore: this.#credentialStore }
+        : {}),
       ...(oauthClient ? { oauthClient } : {}),
       onUpstreamAttempt: (attempt) => recordUpstreamCall(attempt.service, attempt.status, attempt.seconds),
       log: this.log,

@@ -7,29 +7,29 @@ import {
   type AnyConnectorDefinition,
   type Clock,
   type CreateConnectorContextOptions,
-  type Logger,
-  RateLimiter,
   createIdCodec,
   createPageTokens,
   createSecretBox,
+  type Logger,
+  RateLimiter,
 } from '@cloudmux/core';
 import type { FastifyInstance } from 'fastify';
 import type { Logger as PinoLogger } from 'pino';
 import type { ServerConfig } from './config.js';
 import { ConnectorRegistry, defaultConnectors } from './connectors.js';
 import { buildApp } from './http/app.js';
-import { createLogger } from './ops/logging.js';
 import type { ServerDeps } from './http/deps.js';
 import { EventJournal } from './journal.js';
 import { loadKeys } from './keys.js';
+import { createLogger } from './ops/logging.js';
+import { extraRoutes } from './routes/index.js';
+import { registerStorageTasks } from './routes/storage.js';
 import { ConnectorRuntime } from './runtime.js';
 import { openStore } from './store/db.js';
 import { Store } from './store/store.js';
-import { extraRoutes } from './routes/index.js';
-import { registerStorageTasks } from './routes/storage.js';
 import { TaskRunner } from './tasks.js';
-import { attachWebhooks } from './webhooks/index.js';
 import { ChangeWatchers } from './watchers.js';
+import { attachWebhooks } from './webhooks/index.js';
 
 export interface CreateServerOptions {
   connectors?: readonly AnyConnectorDefinition[];
@@ -37,7 +37,9 @@ export interface CreateServerOptions {
   clock?: Clock;
   logger?: PinoLogger;
   /** Per-connector overrides of the connector context (tests: a guard with a fake resolver). */
-  contextOverrides?: (definition: AnyConnectorDefinition) => Partial<CreateConnectorContextOptions> | undefined;
+  contextOverrides?: (
+    definition: AnyConnectorDefinition,
+  ) => Partial<CreateConnectorContextOptions> | undefined;
 }
 
 export interface CloudmuxServer {
@@ -47,16 +49,22 @@ export interface CloudmuxServer {
   close(): Promise<void>;
 }
 
-export { REDACT_PATHS, createLogger } from './ops/logging.js';
+export { createLogger, REDACT_PATHS } from './ops/logging.js';
 
-export async function createServer(config: ServerConfig, options: CreateServerOptions = {}): Promise<CloudmuxServer> {
+export async function createServer(
+  config: ServerConfig,
+  options: CreateServerOptions = {},
+): Promise<CloudmuxServer> {
   const logger = options.logger ?? createLogger(config.logLevel);
   mkdirSync(config.dataDir, { recursive: true });
   mkdirSync(join(config.dataDir, 'tmp'), { recursive: true });
   const keys = loadKeys(config.dataDir, config.secretKey);
   const storeHandle = await openStore(
     config.databaseUrl
-      ? { databaseUrl: config.databaseUrl, ...(config.databaseSchema ? { pgSchema: config.databaseSchema } : {}) }
+      ? {
+          databaseUrl: config.databaseUrl,
+          ...(config.databaseSchema ? { pgSchema: config.databaseSchema } : {}),
+        }
       : { sqlitePath: join(config.dataDir, 'cloudmux.db') },
   );
   const store = new Store(storeHandle.db, createSecretBox({ keys: keys.keyring, purpose: 'credentials' }));
@@ -76,7 +84,9 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
     keys,
     journal,
     watchers: new ChangeWatchers(store, runtime, journal, log),
-    tasks: new TaskRunner(storeHandle.db, storeHandle.dialect, log, { leaseMs: config.taskLeaseSeconds * 1000 }),
+    tasks: new TaskRunner(storeHandle.db, storeHandle.dialect, log, {
+      leaseMs: config.taskLeaseSeconds * 1000,
+    }),
     log,
   };
   registerStorageTasks(deps);
@@ -93,9 +103,13 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       // Outbox rows left by a previous process are delivered from here on.
       webhooks.start();
       // Watchers start in the background: a big local tree must not delay serving.
-      void deps.watchers.startAll().catch((err: unknown) => log.warn({ err }, 'starting change watchers failed'));
+      void deps.watchers
+        .startAll()
+        .catch((err: unknown) => log.warn({ err }, 'starting change watchers failed'));
       const address = app.server.address();
-      return typeof address === 'object' && address ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : String(address);
+      return typeof address === 'object' && address
+        ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+        : String(address);
     },
     close: async () => {
       if (closed) return;

@@ -4,7 +4,13 @@
  * account B), and cross-account moves (copy, then delete the source).
  */
 import type { Readable } from 'node:stream';
-import { CloudmuxError, type StorageApi, type StorageItem, type StorageItemType, validateItemName } from '@cloudmux/core';
+import {
+  CloudmuxError,
+  type StorageApi,
+  type StorageItem,
+  type StorageItemType,
+  validateItemName,
+} from '@cloudmux/core';
 
 const MAX_RENAME_ATTEMPTS = 100;
 const MAX_TREE_ITEMS = 100_000;
@@ -38,7 +44,10 @@ export async function withFreeName<T>(
       throw err;
     }
   }
-  throw new CloudmuxError('naming_conflict', `No free name found for ${name} after ${MAX_RENAME_ATTEMPTS} attempts.`);
+  throw new CloudmuxError(
+    'naming_conflict',
+    `No free name found for ${name} after ${MAX_RENAME_ATTEMPTS} attempts.`,
+  );
 }
 
 export interface Side {
@@ -58,11 +67,20 @@ export function uploadWithMode(
 ): Promise<StorageItem> {
   if (mode === 'replace') return storage.upload(parentRawId, name, body, { ...options, ifExists: 'replace' });
   if (mode === 'fail') return storage.upload(parentRawId, name, body, { ...options, ifExists: 'fail' });
-  return withFreeName(storage, parentRawId, name, (candidate) => storage.upload(parentRawId, candidate, body, { ...options, ifExists: 'fail' }));
+  return withFreeName(storage, parentRawId, name, (candidate) =>
+    storage.upload(parentRawId, candidate, body, { ...options, ifExists: 'fail' }),
+  );
 }
 
 /** Streams one file from `from` to `to` (the same or another account). Nothing is buffered whole. */
-export async function streamFile(from: Side, rawId: string, to: Side, parentRawId: string, name: string, mode: ConflictMode): Promise<StorageItem> {
+export async function streamFile(
+  from: Side,
+  rawId: string,
+  to: Side,
+  parentRawId: string,
+  name: string,
+  mode: ConflictMode,
+): Promise<StorageItem> {
   const source = await from.storage.get(rawId, 'file');
   if (mode !== 'replace') {
     // Resolve the name before opening the download, so a conflict never leaves a half-read stream.
@@ -70,7 +88,10 @@ export async function streamFile(from: Side, rawId: string, to: Side, parentRawI
     if (mode === 'rename') target = await firstFreeName(to.storage, parentRawId, name);
     else {
       const existing = await to.storage.lookup(parentRawId, name);
-      if (existing) throw new CloudmuxError('naming_conflict', 'An item with that name already exists.', { conflictingRawId: existing.rawId });
+      if (existing)
+        throw new CloudmuxError('naming_conflict', 'An item with that name already exists.', {
+          conflictingRawId: existing.rawId,
+        });
     }
     const download = await from.storage.download(rawId);
     return to.storage
@@ -85,7 +106,10 @@ export async function streamFile(from: Side, rawId: string, to: Side, parentRawI
       });
   }
   const download = await from.storage.download(rawId);
-  return to.storage.upload(parentRawId, name, download.stream, { size: source.size ?? null, ifExists: 'replace' });
+  return to.storage.upload(parentRawId, name, download.stream, {
+    size: source.size ?? null,
+    ifExists: 'replace',
+  });
 }
 
 export async function firstFreeName(storage: StorageApi, parentRawId: string, name: string): Promise<string> {
@@ -103,20 +127,29 @@ async function listEverything(storage: StorageApi, folderRawId: string): Promise
   for (;;) {
     const page = await storage.list(folderRawId, { pageSize: 1000, ...(cursor ? { cursor } : {}) });
     items.push(...page.items);
-    if (items.length > MAX_TREE_ITEMS) throw new CloudmuxError('bad_request', `The folder has more than ${MAX_TREE_ITEMS} items.`);
+    if (items.length > MAX_TREE_ITEMS)
+      throw new CloudmuxError('bad_request', `The folder has more than ${MAX_TREE_ITEMS} items.`);
     if (!page.cursor) return items;
     cursor = page.cursor;
   }
 }
 
 /** Recursive copy of a folder tree through the server (no native copy, or across accounts). */
-export async function streamFolder(from: Side, rawId: string, to: Side, parentRawId: string, name: string, mode: ConflictMode): Promise<StorageItem> {
+export async function streamFolder(
+  from: Side,
+  rawId: string,
+  to: Side,
+  parentRawId: string,
+  name: string,
+  mode: ConflictMode,
+): Promise<StorageItem> {
   const target = mode === 'rename' ? await firstFreeName(to.storage, parentRawId, name) : name;
   const created = await to.storage.createFolder(parentRawId, target);
   let copied = 0;
   const walk = async (sourceRawId: string, targetRawId: string): Promise<void> => {
     for (const child of await listEverything(from.storage, sourceRawId)) {
-      if (++copied > MAX_TREE_ITEMS) throw new CloudmuxError('bad_request', `The folder has more than ${MAX_TREE_ITEMS} items.`);
+      if (++copied > MAX_TREE_ITEMS)
+        throw new CloudmuxError('bad_request', `The folder has more than ${MAX_TREE_ITEMS} items.`);
       if (child.type === 'folder') {
         const sub = await to.storage.createFolder(targetRawId, child.name);
         await walk(child.rawId, sub.rawId);
@@ -130,21 +163,42 @@ export async function streamFolder(from: Side, rawId: string, to: Side, parentRa
 }
 
 /** Copy within one account: the connector's native copy when it has one, else streamed. */
-export async function copyWithin(storage: StorageApi, rawId: string, type: StorageItemType, parentRawId: string, name: string, mode: ConflictMode): Promise<StorageItem> {
+export async function copyWithin(
+  storage: StorageApi,
+  rawId: string,
+  type: StorageItemType,
+  parentRawId: string,
+  name: string,
+  mode: ConflictMode,
+): Promise<StorageItem> {
   if (storage.copy) {
-    if (mode === 'rename') return withFreeName(storage, parentRawId, name, (candidate) => storage.copy!(rawId, type, { parentRawId, name: candidate }));
+    if (mode === 'rename')
+      return withFreeName(storage, parentRawId, name, (candidate) =>
+        storage.copy!(rawId, type, { parentRawId, name: candidate }),
+      );
     if (mode === 'replace') {
       const existing = await storage.lookup(parentRawId, name);
-      if (existing && existing.rawId !== rawId) await storage.delete(existing.rawId, existing.type, { recursive: true, permanent: true });
+      if (existing && existing.rawId !== rawId)
+        await storage.delete(existing.rawId, existing.type, { recursive: true, permanent: true });
     }
     return storage.copy(rawId, type, { parentRawId, name });
   }
   const side = { storage };
-  return type === 'file' ? streamFile(side, rawId, side, parentRawId, name, mode) : streamFolder(side, rawId, side, parentRawId, name, mode);
+  return type === 'file'
+    ? streamFile(side, rawId, side, parentRawId, name, mode)
+    : streamFolder(side, rawId, side, parentRawId, name, mode);
 }
 
 /** Copy from one account to another, always streamed through the server. */
-export function copyAcross(from: StorageApi, rawId: string, type: StorageItemType, to: StorageApi, parentRawId: string, name: string, mode: ConflictMode): Promise<StorageItem> {
+export function copyAcross(
+  from: StorageApi,
+  rawId: string,
+  type: StorageItemType,
+  to: StorageApi,
+  parentRawId: string,
+  name: string,
+  mode: ConflictMode,
+): Promise<StorageItem> {
   return type === 'file'
     ? streamFile({ storage: from }, rawId, { storage: to }, parentRawId, name, mode)
     : streamFolder({ storage: from }, rawId, { storage: to }, parentRawId, name, mode);

@@ -9,8 +9,8 @@
 import { randomUUID } from 'node:crypto';
 import { CloudmuxError, type Logger } from '@cloudmux/core';
 import { type Kysely, sql } from 'kysely';
-import type { Dialect } from './store/migrations.js';
 import { nowIso } from './store/db.js';
+import type { Dialect } from './store/migrations.js';
 import type { Database, TasksTable } from './store/schema.js';
 
 /** Kloudless spells the second state `RECIEVED`; clients compare the strings. */
@@ -25,7 +25,10 @@ export interface TaskResult {
 export interface TaskOperation {
   /** Safe to run again from the start after a crash (deletes); copies are not. */
   idempotent: boolean;
-  run(params: Record<string, unknown>, task: { id: string; appId: string; accountId: number }): Promise<TaskResult>;
+  run(
+    params: Record<string, unknown>,
+    task: { id: string; appId: string; accountId: number },
+  ): Promise<TaskResult>;
 }
 
 export interface TaskRow {
@@ -41,14 +44,18 @@ const LEASE_MS = 30_000;
 const HEARTBEAT_MS = 10_000;
 const POLL_MS = 500;
 
-function toRow(r: Pick<TasksTable, 'id' | 'app_id' | 'account_id' | 'kind' | 'status' | 'result' | 'result_status'>): TaskRow {
+function toRow(
+  r: Pick<TasksTable, 'id' | 'app_id' | 'account_id' | 'kind' | 'status' | 'result' | 'result_status'>,
+): TaskRow {
   return {
     id: r.id,
     appId: r.app_id,
     accountId: Number(r.account_id),
     kind: r.kind,
     status: r.status as TaskStatus,
-    ...(r.result !== null && r.result_status !== null ? { result: { status: Number(r.result_status), body: JSON.parse(r.result) } } : {}),
+    ...(r.result !== null && r.result_status !== null
+      ? { result: { status: Number(r.result_status), body: JSON.parse(r.result) } }
+      : {}),
   };
 }
 
@@ -73,7 +80,12 @@ export class TaskRunner {
   }
 
   /** Persists a PENDING task (before the caller answers 202) and wakes the runner. */
-  async enqueue(input: { appId: string; accountId: number; kind: string; params: Record<string, unknown> }): Promise<TaskRow> {
+  async enqueue(input: {
+    appId: string;
+    accountId: number;
+    kind: string;
+    params: Record<string, unknown>;
+  }): Promise<TaskRow> {
     if (!this.#operations.has(input.kind)) throw new Error(`unknown task kind ${input.kind}`);
     const now = nowIso();
     const id = randomUUID();
@@ -145,7 +157,9 @@ export class TaskRunner {
   }
 
   /** Claims one due task: PENDING, or any running status whose lease expired (its process died). */
-  private async claim(): Promise<(TaskRow & { params: Record<string, unknown>; previous: TaskStatus }) | undefined> {
+  private async claim(): Promise<
+    (TaskRow & { params: Record<string, unknown>; previous: TaskStatus }) | undefined
+  > {
     const now = Date.now();
     const leaseUntil = now + (this.options.leaseMs ?? LEASE_MS);
     return this.db.transaction().execute(async (trx) => {
@@ -155,7 +169,10 @@ export class TaskRunner {
         .where((eb) =>
           eb.or([
             eb('status', '=', 'PENDING'),
-            eb.and([eb('status', 'in', ['RECIEVED', 'STARTED']), eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', now)])]),
+            eb.and([
+              eb('status', 'in', ['RECIEVED', 'STARTED']),
+              eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', now)]),
+            ]),
           ]),
         )
         .orderBy('created')
@@ -165,19 +182,35 @@ export class TaskRunner {
       if (!row) return undefined;
       const updated = await trx
         .updateTable('tasks')
-        .set({ status: 'RECIEVED', lease_owner: this.#owner, lease_until: leaseUntil, attempts: sql`attempts + 1`, modified: nowIso() })
+        .set({
+          status: 'RECIEVED',
+          lease_owner: this.#owner,
+          lease_until: leaseUntil,
+          attempts: sql`attempts + 1`,
+          modified: nowIso(),
+        })
         .where('id', '=', row.id)
         .where('status', '=', row.status)
         .executeTakeFirst();
       if (Number(updated.numUpdatedRows) !== 1) return undefined;
-      return { ...toRow(row), params: JSON.parse(row.params) as Record<string, unknown>, previous: row.status as TaskStatus };
+      return {
+        ...toRow(row),
+        params: JSON.parse(row.params) as Record<string, unknown>,
+        previous: row.status as TaskStatus,
+      };
     });
   }
 
-  private async execute(task: TaskRow & { params: Record<string, unknown>; previous: TaskStatus }): Promise<void> {
+  private async execute(
+    task: TaskRow & { params: Record<string, unknown>; previous: TaskStatus },
+  ): Promise<void> {
     const operation = this.#operations.get(task.kind);
     if (!operation) {
-      await this.finish(task.id, 'FAILURE', new CloudmuxError('internal_error', `Unknown task kind ${task.kind}.`));
+      await this.finish(
+        task.id,
+        'FAILURE',
+        new CloudmuxError('internal_error', `Unknown task kind ${task.kind}.`),
+      );
       return;
     }
     if (task.previous === 'STARTED' && !operation.idempotent) {
@@ -185,26 +218,42 @@ export class TaskRunner {
       await this.finish(
         task.id,
         'FAILURE',
-        new CloudmuxError('internal_error', 'The task was interrupted (its server stopped) before it finished; it may have partly completed. Check the target and retry the request.'),
+        new CloudmuxError(
+          'internal_error',
+          'The task was interrupted (its server stopped) before it finished; it may have partly completed. Check the target and retry the request.',
+        ),
       );
       return;
     }
-    await this.db.updateTable('tasks').set({ status: 'STARTED', modified: nowIso() }).where('id', '=', task.id).where('lease_owner', '=', this.#owner).execute();
-    const heartbeat = setInterval(() => {
-      void this.db
-        .updateTable('tasks')
-        .set({ lease_until: Date.now() + (this.options.leaseMs ?? LEASE_MS) })
-        .where('id', '=', task.id)
-        .where('lease_owner', '=', this.#owner)
-        .execute()
-        .catch((err: unknown) => this.log.warn({ err, task: task.id }, 'task heartbeat failed'));
-    }, Math.min(HEARTBEAT_MS, (this.options.leaseMs ?? LEASE_MS) / 3));
+    await this.db
+      .updateTable('tasks')
+      .set({ status: 'STARTED', modified: nowIso() })
+      .where('id', '=', task.id)
+      .where('lease_owner', '=', this.#owner)
+      .execute();
+    const heartbeat = setInterval(
+      () => {
+        void this.db
+          .updateTable('tasks')
+          .set({ lease_until: Date.now() + (this.options.leaseMs ?? LEASE_MS) })
+          .where('id', '=', task.id)
+          .where('lease_owner', '=', this.#owner)
+          .execute()
+          .catch((err: unknown) => this.log.warn({ err, task: task.id }, 'task heartbeat failed'));
+      },
+      Math.min(HEARTBEAT_MS, (this.options.leaseMs ?? LEASE_MS) / 3),
+    );
     heartbeat.unref();
     try {
-      const result = await operation.run(task.params, { id: task.id, appId: task.appId, accountId: task.accountId });
+      const result = await operation.run(task.params, {
+        id: task.id,
+        appId: task.appId,
+        accountId: task.accountId,
+      });
       await this.finish(task.id, 'SUCCESS', result);
     } catch (err) {
-      const error = err instanceof CloudmuxError ? err : new CloudmuxError('internal_error', undefined, { cause: err });
+      const error =
+        err instanceof CloudmuxError ? err : new CloudmuxError('internal_error', undefined, { cause: err });
       if (error.status >= 500) this.log.error({ err, task: task.id }, 'task failed');
       await this.finish(task.id, 'FAILURE', error);
     } finally {
@@ -212,16 +261,34 @@ export class TaskRunner {
     }
   }
 
-  private async finish(id: string, status: 'SUCCESS' | 'FAILURE', outcome: TaskResult | CloudmuxError): Promise<void> {
-    const result: TaskResult = outcome instanceof CloudmuxError ? { status: outcome.status, body: outcome.toEnvelope(id) } : outcome;
+  private async finish(
+    id: string,
+    status: 'SUCCESS' | 'FAILURE',
+    outcome: TaskResult | CloudmuxError,
+  ): Promise<void> {
+    const result: TaskResult =
+      outcome instanceof CloudmuxError ? { status: outcome.status, body: outcome.toEnvelope(id) } : outcome;
     await this.db
       .updateTable('tasks')
-      .set({ status, result: JSON.stringify(result.body), result_status: result.status, lease_owner: null, lease_until: null, modified: nowIso() })
+      .set({
+        status,
+        result: JSON.stringify(result.body),
+        result_status: result.status,
+        lease_owner: null,
+        lease_until: null,
+        modified: nowIso(),
+      })
       .where('id', '=', id)
       .execute();
   }
 }
 
 export function renderTask(task: TaskRow) {
-  return { id: task.id, status: task.status as RunningStatus, account: task.accountId, api: 'core' as const, type: 'task' as const };
+  return {
+    id: task.id,
+    status: task.status as RunningStatus,
+    account: task.accountId,
+    api: 'core' as const,
+    type: 'task' as const,
+  };
 }

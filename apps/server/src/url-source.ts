@@ -5,10 +5,10 @@
  * `CLOUDMUX_URL_UPLOAD_NETWORK` — and follows at most 5 redirects, each hop checked again (the
  * guard checks the address actually connected to, every time). No credentials are ever sent.
  */
-import { type IncomingMessage, request as httpRequest } from 'node:http';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
-import { CloudmuxError, type NetworkGuard, errorFromNetworkError, networkRefusalFrom } from '@cloudmux/core';
+import { CloudmuxError, errorFromNetworkError, type NetworkGuard, networkRefusalFrom } from '@cloudmux/core';
 
 const MAX_REDIRECTS = 5;
 const TIMEOUT_MS = 60_000;
@@ -26,8 +26,10 @@ export function parseSourceUrl(text: string): URL {
   } catch {
     throw new CloudmuxError('invalid_parameters', 'url must be an absolute http(s) URL.');
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CloudmuxError('invalid_parameters', 'url must use http or https.');
-  if (url.username || url.password) throw new CloudmuxError('invalid_parameters', 'url cannot carry credentials.');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new CloudmuxError('invalid_parameters', 'url must use http or https.');
+  if (url.username || url.password)
+    throw new CloudmuxError('invalid_parameters', 'url cannot carry credentials.');
   url.hash = '';
   return url;
 }
@@ -45,13 +47,19 @@ function get(url: URL, guard: NetworkGuard, signal?: AbortSignal): Promise<Incom
       },
       resolve,
     );
-    request.once('timeout', () => request.destroy(Object.assign(new Error('source timed out'), { code: 'ETIMEDOUT' })));
+    request.once('timeout', () =>
+      request.destroy(Object.assign(new Error('source timed out'), { code: 'ETIMEDOUT' })),
+    );
     request.once('error', reject);
     request.end();
   });
 }
 
-export async function fetchSource(text: string, guard: NetworkGuard, signal?: AbortSignal): Promise<FetchedSource> {
+export async function fetchSource(
+  text: string,
+  guard: NetworkGuard,
+  signal?: AbortSignal,
+): Promise<FetchedSource> {
   let url = parseSourceUrl(text);
   for (let hop = 0; ; hop++) {
     let response: IncomingMessage;
@@ -63,13 +71,16 @@ export async function fetchSource(text: string, guard: NetworkGuard, signal?: Ab
     const status = response.statusCode ?? 0;
     if (status >= 300 && status < 400 && response.headers.location) {
       response.resume();
-      if (hop >= MAX_REDIRECTS) throw new CloudmuxError('request_failed', `The URL redirected more than ${MAX_REDIRECTS} times.`);
+      if (hop >= MAX_REDIRECTS)
+        throw new CloudmuxError('request_failed', `The URL redirected more than ${MAX_REDIRECTS} times.`);
       url = parseSourceUrl(new URL(response.headers.location, url).toString());
       continue;
     }
     if (status < 200 || status >= 300) {
       response.resume();
-      throw new CloudmuxError('request_failed', `Fetching the URL answered HTTP ${status}.`, { upstream: { service: 'url', status } });
+      throw new CloudmuxError('request_failed', `Fetching the URL answered HTTP ${status}.`, {
+        upstream: { service: 'url', status },
+      });
     }
     const length = Number(response.headers['content-length']);
     return {

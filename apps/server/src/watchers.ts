@@ -44,7 +44,9 @@ export class ChangeWatchers {
     const handle = storage.watch(
       (change) => {
         const target = change.item ?? { rawId: change.rawId, type: 'file' };
-        this.journal.recordExternal(id, change.action, target).catch((err: unknown) => this.log.warn({ err, account: id }, 'recording a watched change failed'));
+        this.journal
+          .recordExternal(id, change.action, target)
+          .catch((err: unknown) => this.log.warn({ err, account: id }, 'recording a watched change failed'));
       },
       (err) => this.log.warn({ err, account: id }, 'change watcher error'),
     );

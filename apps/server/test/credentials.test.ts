@@ -5,7 +5,13 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { type OAuth2Spec, TokenRefresher, createKeyring, createSecretBox, refreshAccessToken } from '@cloudmux/core';
+import {
+  createKeyring,
+  createSecretBox,
+  type OAuth2Spec,
+  refreshAccessToken,
+  TokenRefresher,
+} from '@cloudmux/core';
 import { makeTempDir } from '@cloudmux/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SqlCredentialStore } from '../src/store/credentials.js';
@@ -52,7 +58,9 @@ describe.each(STORE_KINDS)('SQL credential store on %s', (kind) => {
     cleanups.push(dir.remove);
     const schema = `cm_cred_${randomBytes(4).toString('hex')}`;
     const open = () =>
-      kind === 'sqlite' ? openStore({ sqlitePath: join(dir.path, 'shared.db') }) : openStore({ databaseUrl: PG_URL, pgSchema: schema });
+      kind === 'sqlite'
+        ? openStore({ sqlitePath: join(dir.path, 'shared.db') })
+        : openStore({ databaseUrl: PG_URL, pgSchema: schema });
     const handleA = await open();
     const handleB = await open();
     cleanups.push(async () => {
@@ -60,7 +68,10 @@ describe.each(STORE_KINDS)('SQL credential store on %s', (kind) => {
       await handleB.close();
       if (kind === 'postgres') await dropPgSchema(PG_URL, schema);
     });
-    const box = createSecretBox({ keys: createKeyring(`1:${randomBytes(32).toString('base64url')}`), purpose: 'credentials' });
+    const box = createSecretBox({
+      keys: createKeyring(`1:${randomBytes(32).toString('base64url')}`),
+      purpose: 'credentials',
+    });
     const storeA = new Store(handleA.db, box);
     const storeB = new Store(handleB.db, box);
     const { app } = await storeA.createApp('oauth');
@@ -75,10 +86,22 @@ describe.each(STORE_KINDS)('SQL credential store on %s', (kind) => {
       release = r;
     });
     const token = await tokenServer(hold);
-    const spec: OAuth2Spec = { type: 'oauth2', authorizeUrl: 'https://auth.example/a', tokenUrl: token.url, scopes: [] };
-    const exchange = (rt: string) => refreshAccessToken(spec, rt, { client: { clientId: 'id', clientSecret: 's' } });
-    const processA = new TokenRefresher({ store: new SqlCredentialStore(handleA.db, storeA), pollIntervalMs: 20 });
-    const processB = new TokenRefresher({ store: new SqlCredentialStore(handleB.db, storeB), pollIntervalMs: 20 });
+    const spec: OAuth2Spec = {
+      type: 'oauth2',
+      authorizeUrl: 'https://auth.example/a',
+      tokenUrl: token.url,
+      scopes: [],
+    };
+    const exchange = (rt: string) =>
+      refreshAccessToken(spec, rt, { client: { clientId: 'id', clientSecret: 's' } });
+    const processA = new TokenRefresher({
+      store: new SqlCredentialStore(handleA.db, storeA),
+      pollIntervalMs: 20,
+    });
+    const processB = new TokenRefresher({
+      store: new SqlCredentialStore(handleB.db, storeB),
+      pollIntervalMs: 20,
+    });
     const a = processA.getFresh(String(account.id), exchange);
     const b = processB.getFresh(String(account.id), exchange);
     while (token.spends.length === 0) await new Promise((r) => setTimeout(r, 10));
@@ -97,12 +120,18 @@ describe.each(STORE_KINDS)('SQL credential store on %s', (kind) => {
     const schema = `cm_cred_${randomBytes(4).toString('hex')}`;
     const dir = await makeTempDir();
     cleanups.push(dir.remove);
-    const handle = kind === 'sqlite' ? await openStore({ sqlitePath: join(dir.path, 'x.db') }) : await openStore({ databaseUrl: PG_URL, pgSchema: schema });
+    const handle =
+      kind === 'sqlite'
+        ? await openStore({ sqlitePath: join(dir.path, 'x.db') })
+        : await openStore({ databaseUrl: PG_URL, pgSchema: schema });
     cleanups.push(async () => {
       await handle.close();
       if (kind === 'postgres') await dropPgSchema(PG_URL, schema);
     });
-    const box = createSecretBox({ keys: createKeyring(`1:${randomBytes(32).toString('base64url')}`), purpose: 'credentials' });
+    const box = createSecretBox({
+      keys: createKeyring(`1:${randomBytes(32).toString('base64url')}`),
+      purpose: 'credentials',
+    });
     const store = new Store(handle.db, box);
     const { app } = await store.createApp('oauth');
     const account = await store.createAccount({
@@ -112,9 +141,21 @@ describe.each(STORE_KINDS)('SQL credential store on %s', (kind) => {
       credentials: { access_token: 'at1', refresh_token: 'revoked', expires_at: Date.now() - 1000 },
     });
     const token = await tokenServer(Promise.resolve());
-    const spec: OAuth2Spec = { type: 'oauth2', authorizeUrl: 'https://auth.example/a', tokenUrl: token.url, scopes: [] };
-    const refresher = new TokenRefresher({ store: new SqlCredentialStore(handle.db, store), pollIntervalMs: 20 });
-    await expect(refresher.getFresh(String(account.id), (rt) => refreshAccessToken(spec, rt, { client: { clientId: 'id' } }))).rejects.toMatchObject({
+    const spec: OAuth2Spec = {
+      type: 'oauth2',
+      authorizeUrl: 'https://auth.example/a',
+      tokenUrl: token.url,
+      scopes: [],
+    };
+    const refresher = new TokenRefresher({
+      store: new SqlCredentialStore(handle.db, store),
+      pollIntervalMs: 20,
+    });
+    await expect(
+      refresher.getFresh(String(account.id), (rt) =>
+        refreshAccessToken(spec, rt, { client: { clientId: 'id' } }),
+      ),
+    ).rejects.toMatchObject({
       code: 'service_unauthorized',
     });
     const row = await store.getAccountById(Number(account.id));

@@ -5,9 +5,9 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type AnyConnectorDefinition, type Clock } from '@cloudmux/core';
-import { freePort, makeTempDir, type TempDir } from '@cloudmux/testkit';
 import { local } from '@cloudmux/connector-local';
+import type { AnyConnectorDefinition, Clock } from '@cloudmux/core';
+import { freePort, makeTempDir, type TempDir } from '@cloudmux/testkit';
 import pino from 'pino';
 import { loadConfig } from '../src/config.js';
 import { type CloudmuxServer, type CreateServerOptions, createServer } from '../src/server.js';
@@ -64,7 +64,9 @@ export async function startTestServer(options: StartOptions): Promise<TestServer
   const server = await createServer(config, {
     ...(options.clock ? { clock: options.clock } : {}),
     // The harness's own accounts are `local` ones: it is always installed.
-    ...(options.connectors ? { connectors: [local, ...options.connectors.filter((c) => c.service !== 'local')] } : {}),
+    ...(options.connectors
+      ? { connectors: [local, ...options.connectors.filter((c) => c.service !== 'local')] }
+      : {}),
     ...(options.contextOverrides ? { contextOverrides: options.contextOverrides } : {}),
     logger: pino({ level: process.env.CLOUDMUX_TEST_LOG ?? 'silent' }),
   });
@@ -81,16 +83,28 @@ export async function startTestServer(options: StartOptions): Promise<TestServer
       body = JSON.stringify(init.json);
     }
     const { auth: _a, json: _j, ...rest } = init;
-    return fetch(`${url}${path}`, { ...rest, headers, ...(body !== undefined ? { body, duplex: 'half' } : {}) } as RequestInit);
+    return fetch(`${url}${path}`, {
+      ...rest,
+      headers,
+      ...(body !== undefined ? { body, duplex: 'half' } : {}),
+    } as RequestInit);
   };
 
   const newLocalAccount: TestServer['newLocalAccount'] = async (app, name = 'Local test') => {
     const root = join(dataDir.path, 'files', randomBytes(6).toString('hex'));
     mkdirSync(root, { recursive: true });
-    const res = await call('/v1/accounts', { method: 'POST', auth: `APIKey ${app.apiKey}`, json: { service: 'local', account: name, root } });
+    const res = await call('/v1/accounts', {
+      method: 'POST',
+      auth: `APIKey ${app.apiKey}`,
+      json: { service: 'local', account: name, root },
+    });
     if (res.status !== 201) throw new Error(`account import failed: ${res.status} ${await res.text()}`);
     const account = (await res.json()) as { id: number };
-    const tokenRes = await call(`/v1/accounts/${account.id}/tokens`, { method: 'POST', auth: `APIKey ${app.apiKey}`, json: {} });
+    const tokenRes = await call(`/v1/accounts/${account.id}/tokens`, {
+      method: 'POST',
+      auth: `APIKey ${app.apiKey}`,
+      json: {},
+    });
     const token = ((await tokenRes.json()) as { access_token: string }).access_token;
     return { accountId: account.id, root, token };
   };
@@ -123,11 +137,22 @@ export async function startTestServer(options: StartOptions): Promise<TestServer
 }
 
 /** Uploads bytes the Kloudless way and returns the File object. */
-export async function upload(t: TestServer, base: string, name: string, data: string | Uint8Array, parentId = 'root', query = '', auth?: string) {
+export async function upload(
+  t: TestServer,
+  base: string,
+  name: string,
+  data: string | Uint8Array,
+  parentId = 'root',
+  query = '',
+  auth?: string,
+) {
   const res = await t.call(`${base}/storage/files${query}`, {
     method: 'POST',
     ...(auth ? { auth } : {}),
-    headers: { 'content-type': 'application/octet-stream', 'x-kloudless-metadata': JSON.stringify({ name, parent_id: parentId }) },
+    headers: {
+      'content-type': 'application/octet-stream',
+      'x-kloudless-metadata': JSON.stringify({ name, parent_id: parentId }),
+    },
     body: typeof data === 'string' ? data : Buffer.from(data),
   });
   if (res.status !== 201) throw new Error(`upload ${name} failed: ${res.status} ${await res.text()}`);

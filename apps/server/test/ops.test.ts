@@ -330,9 +330,16 @@ describe.each(STORE_KINDS)('logs on %s', (store) => {
     const linkId = ((await linkRes.json()) as { id: string }).id;
     const form = { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html' };
     responses.push(await call(`/l/${linkId}`, { headers: { accept: 'text/html' } }));
-    responses.push(await call(`/l/${linkId}`, { method: 'POST', headers: form, body: `password=${linkPassword}x` }));
     responses.push(
-      await call(`/l/${linkId}`, { method: 'POST', headers: form, body: `password=${linkPassword}`, redirect: 'manual' }),
+      await call(`/l/${linkId}`, { method: 'POST', headers: form, body: `password=${linkPassword}x` }),
+    );
+    responses.push(
+      await call(`/l/${linkId}`, {
+        method: 'POST',
+        headers: form,
+        body: `password=${linkPassword}`,
+        redirect: 'manual',
+      }),
     );
     responses.push(await call('/v1/accounts/me', { headers: { authorization: `Bearer ${bearer}x` } }));
     // A token in the path (revocation) — the last use of the bearer token.

@@ -5,14 +5,23 @@
  * resolver and a connect hook that proves no socket was opened.
  */
 import { createHash } from 'node:crypto';
-import { type IncomingMessage, type Server, createServer } from 'node:http';
-import { type AddressInfo, type LookupFunction, connect } from 'node:net';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { type AddressInfo, connect, type LookupFunction } from 'node:net';
 import { LocalStorage } from '@cloudmux/connector-local';
-import { type AnyConnectorDefinition, type ConnectEvent, createNetworkGuard, defineConnector } from '@cloudmux/core';
+import {
+  type AnyConnectorDefinition,
+  type ConnectEvent,
+  createNetworkGuard,
+  defineConnector,
+} from '@cloudmux/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as z from 'zod';
-import { FAKE_DNS, FAKE_DNS_DEFAULT, SSRF_VECTORS } from '../../../packages/core/test/fixtures/net/ssrf-vectors.js';
-import { STORE_KINDS, type TestServer, json, startTestServer } from './harness.js';
+import {
+  FAKE_DNS,
+  FAKE_DNS_DEFAULT,
+  SSRF_VECTORS,
+} from '../../../packages/core/test/fixtures/net/ssrf-vectors.js';
+import { json, STORE_KINDS, startTestServer, type TestServer } from './harness.js';
 
 interface Seen {
   method: string;
@@ -33,7 +42,13 @@ async function upstreamServer(host = '127.0.0.1') {
       hash.update(c);
     });
     req.on('end', () => {
-      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, bytes, sha256: hash.digest('hex') });
+      seen.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        bytes,
+        sha256: hash.digest('hex'),
+      });
       if (req.url?.startsWith('/base/redirect')) {
         res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/' });
         res.end();
@@ -44,7 +59,12 @@ async function upstreamServer(host = '127.0.0.1') {
         res.end('{"error":"nope"}');
         return;
       }
-      res.writeHead(207, { 'content-type': 'text/plain', 'x-upstream': 'yes', 'keep-alive': 'timeout=5', 'upgrade': 'h2c' });
+      res.writeHead(207, {
+        'content-type': 'text/plain',
+        'x-upstream': 'yes',
+        'keep-alive': 'timeout=5',
+        upgrade: 'h2c',
+      });
       res.end(`upstream saw ${req.method} ${req.url} ${bytes}`);
     });
   });
@@ -63,19 +83,31 @@ const echoConnector = defineConnector({
   apis: ['storage'],
   auth: { type: 'basic', usernameField: 'username', passwordField: 'password' },
   network: 'self_hosted',
-  credentials: z.object({ url: z.string().url(), username: z.string(), password: z.string(), root: z.string() }),
+  credentials: z.object({
+    url: z.string().url(),
+    username: z.string(),
+    password: z.string(),
+    root: z.string(),
+  }),
   passThrough: { kind: 'account_host', baseUrl: (c) => c.url },
   create: (ctx) => ({ storage: new LocalStorage(ctx.credentials.root) }),
 });
 
 /** A request written byte by byte on a socket, so a header may carry UTF-8 that fetch would refuse. */
-async function rawSocketRequest(base: string, path: string, rawUri: string, apiKey: string): Promise<{ error_code?: string }> {
+async function rawSocketRequest(
+  base: string,
+  path: string,
+  rawUri: string,
+  apiKey: string,
+): Promise<{ error_code?: string }> {
   const url = new URL(base);
   const socket = connect({ host: url.hostname, port: Number(url.port) });
   await new Promise((r) => socket.once('connect', r));
   socket.write(
     Buffer.concat([
-      Buffer.from(`POST ${path} HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: APIKey ${apiKey}\r\nX-Kloudless-Raw-URI: `),
+      Buffer.from(
+        `POST ${path} HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: APIKey ${apiKey}\r\nX-Kloudless-Raw-URI: `,
+      ),
       Buffer.from(rawUri, 'utf8'),
       Buffer.from('\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'),
     ]),
@@ -127,7 +159,10 @@ describe.each(STORE_KINDS)('pass-through and raw ids on %s', (store) => {
     const hostileLookup = ((hostname: string, options: unknown, callback: (...args: unknown[]) => void) => {
       const cb = typeof options === 'function' ? (options as typeof callback) : callback;
       const all = typeof options === 'object' && options !== null && (options as { all?: boolean }).all;
-      const answers = (FAKE_DNS[hostname] ?? FAKE_DNS_DEFAULT).map((address) => ({ address, family: address.includes(':') ? 6 : 4 }));
+      const answers = (FAKE_DNS[hostname] ?? FAKE_DNS_DEFAULT).map((address) => ({
+        address,
+        family: address.includes(':') ? 6 : 4,
+      }));
       if (all) cb(null, answers);
       else cb(null, answers[0]!.address, answers[0]!.family);
     }) as unknown as LookupFunction;
@@ -136,7 +171,13 @@ describe.each(STORE_KINDS)('pass-through and raw ids on %s', (store) => {
       connectors: [echoConnector, saasConnector] as AnyConnectorDefinition[],
       contextOverrides: (definition) =>
         definition.service === 'saas_guarded'
-          ? { net: createNetworkGuard({ policy: { mode: 'saas' }, lookup: hostileLookup, onConnect: (e) => connects.push(e) }) }
+          ? {
+              net: createNetworkGuard({
+                policy: { mode: 'saas' },
+                lookup: hostileLookup,
+                onConnect: (e) => connects.push(e),
+              }),
+            }
           : undefined,
     });
     const app = t.apps[0]!;
@@ -153,25 +194,40 @@ describe.each(STORE_KINDS)('pass-through and raw ids on %s', (store) => {
       password: 'p',
       root: app.accountRoot,
     });
-    saasAccount = await importAccount({ service: 'saas_guarded', account: 'saas', token: 'secret-token', root: app.accountRoot });
+    saasAccount = await importAccount({
+      service: 'saas_guarded',
+      account: 'saas',
+      token: 'secret-token',
+      root: app.accountRoot,
+    });
   });
 
   afterAll(async () => {
     await t?.close();
-    for (const s of [upstream, trap, trap6]) if (s) await new Promise((r) => s.server.close(() => r(undefined)));
+    for (const s of [upstream, trap, trap6])
+      if (s) await new Promise((r) => s.server.close(() => r(undefined)));
   });
 
   const raw = (account: number, uri: string, method = 'GET', init: RequestInit & { json?: unknown } = {}) =>
     t.call(`/v1/accounts/${account}/raw`, {
       method: 'POST',
       ...init,
-      headers: { 'x-kloudless-raw-uri': uri, 'x-kloudless-raw-method': method, ...(init.headers as Record<string, string>) },
+      headers: {
+        'x-kloudless-raw-uri': uri,
+        'x-kloudless-raw-method': method,
+        ...(init.headers as Record<string, string>),
+      },
     });
 
   it('forwards method, path, headers and body with the connector auth, and streams the answer back', async () => {
     const body = Buffer.alloc(3 * 1024 * 1024 + 7, 9);
     const res = await raw(echoAccount, '/items/1?x=1', 'PROPFIND', {
-      headers: { 'content-type': 'application/xml', depth: '1', 'x-kloudless-raw-data': 'true', cookie: 'c=1' },
+      headers: {
+        'content-type': 'application/xml',
+        depth: '1',
+        'x-kloudless-raw-data': 'true',
+        cookie: 'c=1',
+      },
       body,
     });
     expect(res.status).toBe(207);
@@ -190,7 +246,9 @@ describe.each(STORE_KINDS)('pass-through and raw ids on %s', (store) => {
   it('counts upstream calls by service and status in /metrics', async () => {
     expect((await raw(echoAccount, '/counted')).status).toBe(207);
     const metrics = await (await t.call('/metrics', { auth: null })).text();
-    expect(metrics).toMatch(/cloudmux_upstream_requests_total\{service="echo_selfhosted",status="207"\} [1-9]/);
+    expect(metrics).toMatch(
+      /cloudmux_upstream_requests_total\{service="echo_selfhosted",status="207"\} [1-9]/,
+    );
   });
 
   it('passes upstream errors and redirects through without following them', async () => {
@@ -216,6 +274,7 @@ describe.each(STORE_KINDS)('pass-through and raw ids on %s', (store) => {
   // Vectors with CR, LF, NUL or edge whitespace cannot travel in an HTTP header unchanged (clients
   // refuse them; header parsing trims whitespace); core's tests run those through
   // resolvePassThroughUrl directly with their exact expected code.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: these vectors cannot be sent as a header
   const sendable = SSRF_VECTORS.filter((v) => !/[\r\n\u0000]/.test(v.uri) && v.uri.trim() === v.uri);
 
   it(`refuses the ${sendable.length} header-sendable SSRF vectors without opening a socket`, async () => {
@@ -224,12 +283,15 @@ describe.each(STORE_KINDS)('pass-through and raw ids on %s', (store) => {
     for (const vector of sendable) {
       const uri = vector.uri.replaceAll('{port}', String(trap.port));
       // Non-Latin-1 vectors (IDN dots…) go as raw UTF-8 bytes, as a careless client would send them.
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: the Latin-1 range, NUL included
       const viaBytes = /[^\u0000-\u00ff]/.test(uri);
       const body = viaBytes
         ? await rawSocketRequest(t.url, `/v1/accounts/${saasAccount}/raw`, uri, t.apps[0]!.apiKey)
         : ((await json(await raw(saasAccount, uri))) as { error_code?: string });
       // Raw UTF-8 bytes arrive as Latin-1 and may read as a malformed URL: refused either way is the bar.
-      const ok = viaBytes ? body.error_code === 'bad_request' || body.error_code === 'forbidden' : body.error_code === vector.expected;
+      const ok = viaBytes
+        ? body.error_code === 'bad_request' || body.error_code === 'forbidden'
+        : body.error_code === vector.expected;
       if (!ok) failures.push(`${vector.id}: got ${body.error_code}, expected ${vector.expected}`);
     }
     expect(failures).toEqual([]);
@@ -247,16 +309,36 @@ describe.each(STORE_KINDS)('pass-through and raw ids on %s', (store) => {
     const base = t.base;
     const upload = await t.call(`${base}/storage/files`, {
       method: 'POST',
-      headers: { 'x-kloudless-metadata': JSON.stringify({ name: 'raw-id.txt', parent_id: 'root' }), 'content-type': 'application/octet-stream' },
+      headers: {
+        'x-kloudless-metadata': JSON.stringify({ name: 'raw-id.txt', parent_id: 'root' }),
+        'content-type': 'application/octet-stream',
+      },
       body: 'raw',
     });
     const file = (await json(upload)) as { id: string; raw_id: string };
-    const encoded = (await json(await t.call(`${base}/encode_raw_id`, { method: 'POST', json: { id: file.raw_id } }))) as Record<string, unknown>;
+    const encoded = (await json(
+      await t.call(`${base}/encode_raw_id`, { method: 'POST', json: { id: file.raw_id } }),
+    )) as Record<string, unknown>;
     expect(encoded).toEqual({ id: file.id, api: 'core', type: 'kloudless_id' });
-    const converted = (await json(await t.call(`${base}/storage/convert_id`, { method: 'POST', json: { raw_id: file.raw_id, type: 'file' } }))) as { id: string };
+    const converted = (await json(
+      await t.call(`${base}/storage/convert_id`, {
+        method: 'POST',
+        json: { raw_id: file.raw_id, type: 'file' },
+      }),
+    )) as { id: string };
     expect(converted.id).toBe(file.id);
-    expect(((await json(await t.call(`${base}/encode_raw_id`, { method: 'POST', json: { id: 'root' } }))) as { id: string }).id).toBe('root');
-    expect((await t.call(`${base}/encode_raw_id`, { method: 'POST', json: { id: '/nope.txt' } })).status).toBe(404);
-    expect((await t.call(`${base}/encode_raw_id`, { method: 'POST', json: { id: 'relative' } })).status).toBe(400);
+    expect(
+      (
+        (await json(await t.call(`${base}/encode_raw_id`, { method: 'POST', json: { id: 'root' } }))) as {
+          id: string;
+        }
+      ).id,
+    ).toBe('root');
+    expect(
+      (await t.call(`${base}/encode_raw_id`, { method: 'POST', json: { id: '/nope.txt' } })).status,
+    ).toBe(404);
+    expect((await t.call(`${base}/encode_raw_id`, { method: 'POST', json: { id: 'relative' } })).status).toBe(
+      400,
+    );
   });
 });

@@ -1,7 +1,13 @@
 import { createHash } from 'node:crypto';
-import { errorEnvelopeSchema, fileSchema, folderSchema, objectListSchema, storageItemSchema } from '@cloudmux/core';
+import {
+  errorEnvelopeSchema,
+  fileSchema,
+  folderSchema,
+  objectListSchema,
+  storageItemSchema,
+} from '@cloudmux/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS, type TestServer, json, startTestServer, upload } from './harness.js';
+import { json, STORE_KINDS, startTestServer, type TestServer, upload } from './harness.js';
 
 describe.each(STORE_KINDS)('Storage API on %s', (store) => {
   let t: TestServer;
@@ -33,23 +39,41 @@ describe.each(STORE_KINDS)('Storage API on %s', (store) => {
 
   it('uploads, downloads with Range, renames, copies and deletes a file', async () => {
     const file = fileSchema.parse(await upload(t, base, 'hello.txt', 'hello world'));
-    expect(file).toMatchObject({ name: 'hello.txt', size: 11, account: t.apps[0]!.accountId, mime_type: 'text/plain' });
+    expect(file).toMatchObject({
+      name: 'hello.txt',
+      size: 11,
+      account: t.apps[0]!.accountId,
+      mime_type: 'text/plain',
+    });
     expect(file.href).toBe(`${t.url}${base}/storage/files/${file.id}`);
     const contents = await t.call(`${base}/storage/files/${file.id}/contents`);
     expect(contents.status).toBe(200);
     expect(await contents.text()).toBe('hello world');
-    const partial = await t.call(`${base}/storage/files/${file.id}/contents`, { headers: { range: 'bytes=6-' } });
+    const partial = await t.call(`${base}/storage/files/${file.id}/contents`, {
+      headers: { range: 'bytes=6-' },
+    });
     expect(partial.status).toBe(206);
     expect(partial.headers.get('content-range')).toBe('bytes 6-10/11');
     expect(await partial.text()).toBe('world');
-    const suffix = await t.call(`${base}/storage/files/${file.id}/contents`, { headers: { range: 'bytes=-3' } });
+    const suffix = await t.call(`${base}/storage/files/${file.id}/contents`, {
+      headers: { range: 'bytes=-3' },
+    });
     expect(await suffix.text()).toBe('rld');
-    const bad = await t.call(`${base}/storage/files/${file.id}/contents`, { headers: { range: 'bytes=50-60' } });
+    const bad = await t.call(`${base}/storage/files/${file.id}/contents`, {
+      headers: { range: 'bytes=50-60' },
+    });
     expect(bad.status).toBe(416);
 
-    const renamed = fileSchema.parse(await json(await t.call(`${base}/storage/files/${file.id}`, { method: 'PATCH', json: { name: 'renamed.txt' } })));
+    const renamed = fileSchema.parse(
+      await json(
+        await t.call(`${base}/storage/files/${file.id}`, { method: 'PATCH', json: { name: 'renamed.txt' } }),
+      ),
+    );
     expect(renamed.name).toBe('renamed.txt');
-    const copy = await t.call(`${base}/storage/files/${renamed.id}/copy`, { method: 'POST', json: { parent_id: 'root', name: 'copy.txt' } });
+    const copy = await t.call(`${base}/storage/files/${renamed.id}/copy`, {
+      method: 'POST',
+      json: { parent_id: 'root', name: 'copy.txt' },
+    });
     expect(copy.status).toBe(201);
     const copied = fileSchema.parse(await json(copy));
     expect(await (await t.call(`${base}/storage/files/${copied.id}/contents`)).text()).toBe('hello world');
@@ -70,14 +94,19 @@ describe.each(STORE_KINDS)('Storage API on %s', (store) => {
   });
 
   it('creates folders with conflict_if_exists, lists them in pages to exhaustion', async () => {
-    const create = (name: string, q = '') => t.call(`${base}/storage/folders${q}`, { method: 'POST', json: { name, parent_id: 'root' } });
+    const create = (name: string, q = '') =>
+      t.call(`${base}/storage/folders${q}`, { method: 'POST', json: { name, parent_id: 'root' } });
     const res = await create('paged');
     expect(res.status).toBe(201);
     const folder = folderSchema.parse(await json(res));
     const again = await create('paged');
     expect(again.status).toBe(200);
     expect(((await json(again)) as { id: string }).id).toBe(folder.id);
-    const conflict = await expectError(await create('paged', '?conflict_if_exists=true'), 409, 'naming_conflict');
+    const conflict = await expectError(
+      await create('paged', '?conflict_if_exists=true'),
+      409,
+      'naming_conflict',
+    );
     expect(conflict.conflicting_resource_id).toBe(folder.id);
 
     for (let i = 0; i < 7; i++) await upload(t, base, `f${i}.txt`, String(i), folder.id);
@@ -85,7 +114,9 @@ describe.each(STORE_KINDS)('Storage API on %s', (store) => {
     let page: string | null = '';
     let pages = 0;
     while (page !== null) {
-      const r = await t.call(`${base}/storage/folders/${folder.id}/contents?page_size=3&page=${encodeURIComponent(page)}`);
+      const r = await t.call(
+        `${base}/storage/folders/${folder.id}/contents?page_size=3&page=${encodeURIComponent(page)}`,
+      );
       expect(r.status).toBe(200);
       const list = objectListSchema(storageItemSchema, 'storage').parse(await json(r));
       expect(list.objects.length).toBeLessThanOrEqual(3);
@@ -96,17 +127,35 @@ describe.each(STORE_KINDS)('Storage API on %s', (store) => {
     expect(pages).toBe(3);
     expect(seen.sort()).toEqual(['f0.txt', 'f1.txt', 'f2.txt', 'f3.txt', 'f4.txt', 'f5.txt', 'f6.txt']);
     // Plain page numbers (the SDKs' page + 1 guess) work, and past the end is 404.
-    const p2 = (await json(await t.call(`${base}/storage/folders/${folder.id}/contents?page_size=3&page=2`))) as { objects: unknown[] };
+    const p2 = (await json(
+      await t.call(`${base}/storage/folders/${folder.id}/contents?page_size=3&page=2`),
+    )) as { objects: unknown[] };
     expect(p2.objects).toHaveLength(3);
-    await expectError(await t.call(`${base}/storage/folders/${folder.id}/contents?page_size=3&page=4`), 404, 'not_found');
-    await expectError(await t.call(`${base}/storage/folders/${folder.id}/contents?page=forged-token`), 400, 'invalid_parameters');
+    await expectError(
+      await t.call(`${base}/storage/folders/${folder.id}/contents?page_size=3&page=4`),
+      404,
+      'not_found',
+    );
+    await expectError(
+      await t.call(`${base}/storage/folders/${folder.id}/contents?page=forged-token`),
+      400,
+      'invalid_parameters',
+    );
   });
 
   it('deletes folders only recursively when not empty', async () => {
-    const folder = (await json(await t.call(`${base}/storage/folders`, { method: 'POST', json: { name: 'full', parent_id: 'root' } }))) as { id: string };
+    const folder = (await json(
+      await t.call(`${base}/storage/folders`, { method: 'POST', json: { name: 'full', parent_id: 'root' } }),
+    )) as { id: string };
     await upload(t, base, 'x.txt', 'x', folder.id);
-    await expectError(await t.call(`${base}/storage/folders/${folder.id}`, { method: 'DELETE' }), 403, 'folder_not_empty');
-    expect((await t.call(`${base}/storage/folders/${folder.id}?recursive=true`, { method: 'DELETE' })).status).toBe(204);
+    await expectError(
+      await t.call(`${base}/storage/folders/${folder.id}`, { method: 'DELETE' }),
+      403,
+      'folder_not_empty',
+    );
+    expect(
+      (await t.call(`${base}/storage/folders/${folder.id}?recursive=true`, { method: 'DELETE' })).status,
+    ).toBe(204);
     await expectError(await t.call(`${base}/storage/folders/${folder.id}`), 404, 'not_found');
   });
 
@@ -117,7 +166,9 @@ describe.each(STORE_KINDS)('Storage API on %s', (store) => {
     expect(file.size).toBe(data.length);
     const res = await t.call(`${base}/storage/files/${file.id}/contents`);
     const got = Buffer.from(await res.arrayBuffer());
-    expect(createHash('sha256').update(got).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+    expect(createHash('sha256').update(got).digest('hex')).toBe(
+      createHash('sha256').update(data).digest('hex'),
+    );
   });
 
   it('rejects tampered ids, ids of another account and type confusion with not_found', async () => {
@@ -126,39 +177,87 @@ describe.each(STORE_KINDS)('Storage API on %s', (store) => {
     await expectError(await t.call(`${base}/storage/files/${tampered}`), 404, 'not_found');
     await expectError(await t.call(`${base}/storage/folders/${file.id}`), 404, 'not_found');
     const other = await t.newLocalAccount(t.apps[0]!, 'second');
-    await expectError(await t.call(`/v1/accounts/${other.accountId}/storage/files/${file.id}`), 404, 'not_found');
+    await expectError(
+      await t.call(`/v1/accounts/${other.accountId}/storage/files/${file.id}`),
+      404,
+      'not_found',
+    );
   });
 
   it('refuses bad input with the envelope', async () => {
-    await expectError(await t.call(`${base}/storage/folders/root/contents?page_size=0`), 400, 'invalid_parameters');
-    await expectError(await t.call(`${base}/storage/folders/root/contents?page_size=1001`), 400, 'invalid_parameters');
     await expectError(
-      await t.call(`${base}/storage/folders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{not json' }),
+      await t.call(`${base}/storage/folders/root/contents?page_size=0`),
       400,
       'invalid_parameters',
     );
-    await expectError(await t.call(`${base}/storage/folders`, { method: 'POST', json: { name: '..', parent_id: 'root' } }), 400, 'invalid_parameters');
-    await expectError(await t.call(`${base}/storage/folders`, { method: 'POST', json: { name: 'x', parent_id: 'nope' } }), 400, 'invalid_parent_folder');
-    await expectError(await t.call(`${base}/storage/files`, { method: 'POST', body: 'x' }), 400, 'invalid_parameters');
+    await expectError(
+      await t.call(`${base}/storage/folders/root/contents?page_size=1001`),
+      400,
+      'invalid_parameters',
+    );
+    await expectError(
+      await t.call(`${base}/storage/folders`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{not json',
+      }),
+      400,
+      'invalid_parameters',
+    );
+    await expectError(
+      await t.call(`${base}/storage/folders`, { method: 'POST', json: { name: '..', parent_id: 'root' } }),
+      400,
+      'invalid_parameters',
+    );
+    await expectError(
+      await t.call(`${base}/storage/folders`, { method: 'POST', json: { name: 'x', parent_id: 'nope' } }),
+      400,
+      'invalid_parent_folder',
+    );
+    await expectError(
+      await t.call(`${base}/storage/files`, { method: 'POST', body: 'x' }),
+      400,
+      'invalid_parameters',
+    );
     await expectError(await t.call(`${base}/storage/nothing-here`), 404, 'not_found');
-    await expectError(await t.call(`${base}/storage/folders/root`, { auth: null }), 401, 'authentication_required');
-    await expectError(await t.call(`${base}/storage/folders/root`, { auth: 'APIKey wrong' }), 401, 'unauthorized');
-    await expectError(await t.call(`${base}/storage/folders/root`, { auth: 'Bearer wrong' }), 401, 'invalid_token');
+    await expectError(
+      await t.call(`${base}/storage/folders/root`, { auth: null }),
+      401,
+      'authentication_required',
+    );
+    await expectError(
+      await t.call(`${base}/storage/folders/root`, { auth: 'APIKey wrong' }),
+      401,
+      'unauthorized',
+    );
+    await expectError(
+      await t.call(`${base}/storage/folders/root`, { auth: 'Bearer wrong' }),
+      401,
+      'invalid_token',
+    );
   });
 
   it('tolerates trailing and double slashes, JSON bodies on GET and empty JSON bodies', async () => {
     expect((await t.call(`${base}/storage/folders/root/contents/`)).status).toBe(200);
     expect((await t.call(`/v1//accounts/${t.apps[0]!.accountId}//storage/folders/root`)).status).toBe(200);
-    const empty = await t.call(`${base}/storage/folders/root`, { method: 'GET', headers: { 'content-type': 'application/json' } });
+    const empty = await t.call(`${base}/storage/folders/root`, {
+      method: 'GET',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(empty.status).toBe(200);
     const del = await upload(t, base, 'json-body-delete.txt', 'd');
-    const res = await t.call(`${base}/storage/files/${del.id}`, { method: 'DELETE', json: { account_id: 1, ignored: true } });
+    const res = await t.call(`${base}/storage/files/${del.id}`, {
+      method: 'DELETE',
+      json: { account_id: 1, ignored: true },
+    });
     expect(res.status).toBe(204);
   });
 
   it('works with a Bearer token and `me`, and with the ApiKey spelling', async () => {
     const app = t.apps[0]!;
-    expect((await t.call('/v1/accounts/me/storage/folders/root', { auth: `Bearer ${app.token}` })).status).toBe(200);
+    expect(
+      (await t.call('/v1/accounts/me/storage/folders/root', { auth: `Bearer ${app.token}` })).status,
+    ).toBe(200);
     expect((await t.call(`${base}/storage/folders/root`, { auth: `apikey ${app.apiKey}` })).status).toBe(200);
     expect((await t.call(`${base}/storage/folders/root`, { auth: `ApiKey ${app.apiKey}` })).status).toBe(200);
   });

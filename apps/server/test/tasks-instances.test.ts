@@ -20,7 +20,10 @@ describe.each(STORE_KINDS)('task runners sharing one %s store', (kind) => {
   it('run 60 tasks exactly once between them', async () => {
     const dir = await makeTempDir();
     const schema = `cm_tasks_${randomBytes(4).toString('hex')}`;
-    const open = () => (kind === 'sqlite' ? openStore({ sqlitePath: join(dir.path, 'tasks.db') }) : openStore({ databaseUrl: PG_URL, pgSchema: schema }));
+    const open = () =>
+      kind === 'sqlite'
+        ? openStore({ sqlitePath: join(dir.path, 'tasks.db') })
+        : openStore({ databaseUrl: PG_URL, pgSchema: schema });
     const a: StoreHandle = await open();
     const b: StoreHandle = await open();
     cleanups.push(async () => {
@@ -30,10 +33,30 @@ describe.each(STORE_KINDS)('task runners sharing one %s store', (kind) => {
       await dir.remove();
     });
     const now = new Date().toISOString();
-    await a.db.insertInto('apps').values({ id: 'app', name: 'a', settings: '{}', webhook_secret_enc: null, created: now, modified: now }).execute();
+    await a.db
+      .insertInto('apps')
+      .values({ id: 'app', name: 'a', settings: '{}', webhook_secret_enc: null, created: now, modified: now })
+      .execute();
     const account = await a.db
       .insertInto('accounts')
-      .values({ app_id: 'app', service: 'local', account: 'x', active: 1, admin: 0, inactive_reason: null, effective_scope: '', custom_properties: '{}', token_expiry: null, refresh_token_expiry: null, credentials_enc: 'x', credentials_version: 1, refresh_lease_owner: null, refresh_lease_until: null, created: now, modified: now })
+      .values({
+        app_id: 'app',
+        service: 'local',
+        account: 'x',
+        active: 1,
+        admin: 0,
+        inactive_reason: null,
+        effective_scope: '',
+        custom_properties: '{}',
+        token_expiry: null,
+        refresh_token_expiry: null,
+        credentials_enc: 'x',
+        credentials_version: 1,
+        refresh_lease_owner: null,
+        refresh_lease_until: null,
+        created: now,
+        modified: now,
+      })
       .returning('id')
       .executeTakeFirstOrThrow();
     const runs = new Map<string, string[]>();
@@ -53,11 +76,25 @@ describe.each(STORE_KINDS)('task runners sharing one %s store', (kind) => {
     const one = runnerFor(a, 'one');
     const two = runnerFor(b, 'two');
     const ids: string[] = [];
-    for (let n = 0; n < 60; n++) ids.push((await one.enqueue({ appId: 'app', accountId: Number(account.id), kind: 'test.record', params: { n } })).id);
+    for (let n = 0; n < 60; n++)
+      ids.push(
+        (
+          await one.enqueue({
+            appId: 'app',
+            accountId: Number(account.id),
+            kind: 'test.record',
+            params: { n },
+          })
+        ).id,
+      );
     one.start();
     two.start();
     for (let i = 0; i < 600; i++) {
-      const done = await a.db.selectFrom('tasks').select((eb) => eb.fn.countAll<number>().as('n')).where('status', '=', 'SUCCESS').executeTakeFirstOrThrow();
+      const done = await a.db
+        .selectFrom('tasks')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('status', '=', 'SUCCESS')
+        .executeTakeFirstOrThrow();
       if (Number(done.n) === 60) break;
       await new Promise((r) => setTimeout(r, 50));
     }

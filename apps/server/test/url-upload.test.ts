@@ -2,7 +2,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS, type TestServer, json, startTestServer } from './harness.js';
+import { json, STORE_KINDS, startTestServer, type TestServer } from './harness.js';
 
 async function sourceServer() {
   const hits: string[] = [];
@@ -15,7 +15,8 @@ async function sourceServer() {
     }
     if (req.url === '/hop1') return res.writeHead(302, { location: '/hop2' }).end();
     if (req.url === '/hop2') return res.writeHead(301, { location: '/file.txt' }).end();
-    if (req.url === '/to-metadata') return res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/' }).end();
+    if (req.url === '/to-metadata')
+      return res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/' }).end();
     if (req.url === '/loop') return res.writeHead(302, { location: '/loop' }).end();
     res.writeHead(404).end('missing');
   });
@@ -54,7 +55,9 @@ describe.each(STORE_KINDS)('upload from URL on %s', (store) => {
     expect(res.status).toBe(201);
     const file = (await json(res)) as { id: string; name: string; size: number };
     expect(file).toMatchObject({ name: 'from-url.txt', size: 18 });
-    expect(await (await open.call(`${open.base}/storage/files/${file.id}/contents`)).text()).toBe('fetched from a URL');
+    expect(await (await open.call(`${open.base}/storage/files/${file.id}/contents`)).text()).toBe(
+      'fetched from a URL',
+    );
     // The overwrite=false rule applies as for any upload.
     const again = (await json(await uploadFromUrl(open, `${source.url}/file.txt`))) as { name: string };
     expect(again.name).toBe('from-url (1).txt');

@@ -3,17 +3,22 @@
  * credentials schema, pass-through allow-list, raw-id attributes, transport policies) plus one
  * `create(ctx)` that returns the implementations of the API categories the connector serves.
  */
-import * as z from 'zod';
+
 import type { AxiosInstance } from 'axios';
-import type { StorageApi } from './storage.js';
+import * as z from 'zod';
 import type { NetworkGuard, NetworkMode } from './network-types.js';
+import type { StorageApi } from './storage.js';
 
 export const API_CATEGORIES = ['storage', 'crm', 'calendar', 'itsm', 'audit', 'team', 'events'] as const;
 export type ApiCategory = (typeof API_CATEGORIES)[number];
 
 /** Generic record API for the non-storage categories (CRM objects, calendar events, tickets, audit logs, users). */
 export interface ResourceCollection<T = Record<string, unknown>> {
-  list(page: { pageSize: number; cursor?: string; filter?: Record<string, string> }): Promise<{ items: T[]; cursor?: string | null; total?: number }>;
+  list(page: {
+    pageSize: number;
+    cursor?: string;
+    filter?: Record<string, string>;
+  }): Promise<{ items: T[]; cursor?: string | null; total?: number }>;
   get(id: string): Promise<T>;
   create?(data: Record<string, unknown>): Promise<T>;
   update?(id: string, data: Record<string, unknown>): Promise<T>;
@@ -49,12 +54,24 @@ export type AuthSpec =
       tokenAuthMethod?: 'client_secret_post' | 'client_secret_basic';
       authorizeParams?: Record<string, string>;
     }
-  | { type: 'oauth2_client_credentials'; tokenUrl: string; scopes: string[]; tokenAuthMethod?: 'client_secret_post' | 'client_secret_basic' }
+  | {
+      type: 'oauth2_client_credentials';
+      tokenUrl: string;
+      scopes: string[];
+      tokenAuthMethod?: 'client_secret_post' | 'client_secret_basic';
+    }
   | { type: 'service_account_jwt'; tokenUrl: string; scopes: string[]; audience?: string }
   | { type: 'api_key'; in: 'header' | 'query'; name: string; prefix?: string; field: string }
   | { type: 'bearer'; field: string }
   | { type: 'basic'; usernameField: string; passwordField: string }
-  | { type: 'aws_sigv4'; signingService: string; regionField: string; accessKeyIdField: string; secretAccessKeyField: string; sessionTokenField?: string }
+  | {
+      type: 'aws_sigv4';
+      signingService: string;
+      regionField: string;
+      accessKeyIdField: string;
+      secretAccessKeyField: string;
+      sessionTokenField?: string;
+    }
   | { type: 'azure_shared_key'; accountNameField: string; accountKeyField: string }
   | { type: 'azure_sas'; sasTokenField: string }
   /** The connector authenticates inside its own protocol (FTP, SMB) or needs nothing (local). */
@@ -169,11 +186,15 @@ export interface ConnectorDefinitionInput<TCredentials extends z.ZodType, TApis 
   rawId?: { attributes: z.ZodType; toRawId(attributes: Record<string, unknown>): string };
   impersonation?: boolean;
   policies?: { [K in keyof ConnectorPolicies]?: Partial<ConnectorPolicies[K]> | ConnectorPolicies[K] };
-  create(ctx: ConnectorContext<z.output<TCredentials>>): ConnectorInstance<TApis> | Promise<ConnectorInstance<TApis>>;
+  create(
+    ctx: ConnectorContext<z.output<TCredentials>>,
+  ): ConnectorInstance<TApis> | Promise<ConnectorInstance<TApis>>;
 }
 
-export interface ConnectorDefinition<TCredentials extends z.ZodType = z.ZodType, TApis extends ApiCategory = ApiCategory>
-  extends Readonly<Omit<ConnectorDefinitionInput<TCredentials, TApis>, 'policies'>> {
+export interface ConnectorDefinition<
+  TCredentials extends z.ZodType = z.ZodType,
+  TApis extends ApiCategory = ApiCategory,
+> extends Readonly<Omit<ConnectorDefinitionInput<TCredentials, TApis>, 'policies'>> {
   readonly policies: ConnectorPolicies;
   readonly kind: 'cloudmux.connector';
 }
@@ -197,9 +218,25 @@ const authSchema = z.discriminatedUnion('type', [
     tokenAuthMethod: z.enum(['client_secret_post', 'client_secret_basic']).optional(),
     authorizeParams: z.record(z.string(), z.string()).optional(),
   }),
-  z.object({ type: z.literal('oauth2_client_credentials'), tokenUrl: urlString, scopes: z.array(z.string()), tokenAuthMethod: z.enum(['client_secret_post', 'client_secret_basic']).optional() }),
-  z.object({ type: z.literal('service_account_jwt'), tokenUrl: urlString, scopes: z.array(z.string()), audience: z.string().optional() }),
-  z.object({ type: z.literal('api_key'), in: z.enum(['header', 'query']), name: z.string().min(1), prefix: z.string().optional(), field: z.string().min(1) }),
+  z.object({
+    type: z.literal('oauth2_client_credentials'),
+    tokenUrl: urlString,
+    scopes: z.array(z.string()),
+    tokenAuthMethod: z.enum(['client_secret_post', 'client_secret_basic']).optional(),
+  }),
+  z.object({
+    type: z.literal('service_account_jwt'),
+    tokenUrl: urlString,
+    scopes: z.array(z.string()),
+    audience: z.string().optional(),
+  }),
+  z.object({
+    type: z.literal('api_key'),
+    in: z.enum(['header', 'query']),
+    name: z.string().min(1),
+    prefix: z.string().optional(),
+    field: z.string().min(1),
+  }),
   z.object({ type: z.literal('bearer'), field: z.string().min(1) }),
   z.object({ type: z.literal('basic'), usernameField: z.string().min(1), passwordField: z.string().min(1) }),
   z.object({
@@ -210,12 +247,25 @@ const authSchema = z.discriminatedUnion('type', [
     secretAccessKeyField: z.string().min(1),
     sessionTokenField: z.string().optional(),
   }),
-  z.object({ type: z.literal('azure_shared_key'), accountNameField: z.string().min(1), accountKeyField: z.string().min(1) }),
+  z.object({
+    type: z.literal('azure_shared_key'),
+    accountNameField: z.string().min(1),
+    accountKeyField: z.string().min(1),
+  }),
   z.object({ type: z.literal('azure_sas'), sasTokenField: z.string().min(1) }),
   z.object({ type: z.literal('protocol') }),
 ]);
 
-const staticAuthTypes = ['oauth2_client_credentials', 'service_account_jwt', 'api_key', 'bearer', 'basic', 'aws_sigv4', 'azure_shared_key', 'azure_sas'];
+const staticAuthTypes = [
+  'oauth2_client_credentials',
+  'service_account_jwt',
+  'api_key',
+  'bearer',
+  'basic',
+  'aws_sigv4',
+  'azure_shared_key',
+  'azure_sas',
+];
 const authSchemaWithAlternatives = z.union([
   authSchema,
   z.object({
@@ -223,14 +273,19 @@ const authSchemaWithAlternatives = z.union([
     strategies: z
       .array(authSchema)
       .min(2)
-      .refine((list) => list.every((s) => staticAuthTypes.includes(s.type)), 'alternatives must be strategies with fixed credential fields'),
+      .refine(
+        (list) => list.every((s) => staticAuthTypes.includes(s.type)),
+        'alternatives must be strategies with fixed credential fields',
+      ),
   }),
 ]);
 
 const positiveInt = z.number().int().positive();
 
 const definitionSchema = z.object({
-  service: z.string().regex(/^[a-z][a-z0-9_]*$/, 'must be a Kloudless service identifier (lowercase, digits, underscores)'),
+  service: z
+    .string()
+    .regex(/^[a-z][a-z0-9_]*$/, 'must be a Kloudless service identifier (lowercase, digits, underscores)'),
   name: z.string().min(1),
   version: z.string().regex(/^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$/, 'must be a semver version'),
   logoUrl: z.string().optional(),
@@ -241,17 +296,32 @@ const definitionSchema = z.object({
   network: z.union([z.enum(['saas', 'self_hosted', 'none']), z.function()]),
   passThrough: z
     .union([
-      z.object({ kind: z.literal('saas'), baseUrl: z.url({ protocol: /^https$/ }), allowedHosts: z.array(z.string().min(1)).min(1) }),
+      z.object({
+        kind: z.literal('saas'),
+        baseUrl: z.url({ protocol: /^https$/ }),
+        allowedHosts: z.array(z.string().min(1)).min(1),
+      }),
       z.object({ kind: z.literal('account_host'), baseUrl: z.function() }),
     ])
     .optional(),
-  rawId: z.object({ attributes: z.custom<z.ZodType>((v) => v instanceof z.ZodType), toRawId: z.function() }).optional(),
+  rawId: z
+    .object({ attributes: z.custom<z.ZodType>((v) => v instanceof z.ZodType), toRawId: z.function() })
+    .optional(),
   impersonation: z.boolean().optional(),
   policies: z
     .object({
-      retry: z.object({ maxAttempts: positiveInt.max(3), baseDelayMs: positiveInt, maxDelayMs: positiveInt }).partial().optional(),
-      rateLimit: z.object({ requestsPerSecond: z.number().positive(), burst: positiveInt }).partial().optional(),
-      pagination: z.object({ defaultPageSize: positiveInt, maxPageSize: positiveInt.max(1000) }).partial().optional(),
+      retry: z
+        .object({ maxAttempts: positiveInt.max(3), baseDelayMs: positiveInt, maxDelayMs: positiveInt })
+        .partial()
+        .optional(),
+      rateLimit: z
+        .object({ requestsPerSecond: z.number().positive(), burst: positiveInt })
+        .partial()
+        .optional(),
+      pagination: z
+        .object({ defaultPageSize: positiveInt, maxPageSize: positiveInt.max(1000) })
+        .partial()
+        .optional(),
       timeoutMs: positiveInt.optional(),
     })
     .optional(),
@@ -259,11 +329,16 @@ const definitionSchema = z.object({
 });
 
 /** The network mode for one account of `definition` (a definition may decide per account). */
-export function networkModeFor(definition: Pick<AnyConnectorDefinition, 'network' | 'service'>, credentials: unknown): NetworkMode {
+export function networkModeFor(
+  definition: Pick<AnyConnectorDefinition, 'network' | 'service'>,
+  credentials: unknown,
+): NetworkMode {
   if (typeof definition.network !== 'function') return definition.network;
   const mode = definition.network(credentials ?? {});
   if (mode !== 'saas' && mode !== 'self_hosted' && mode !== 'none') {
-    throw new ConnectorDefinitionError(`[cloudmux] [${definition.service}] network() returned ${String(mode)}`);
+    throw new ConnectorDefinitionError(
+      `[cloudmux] [${definition.service}] network() returned ${String(mode)}`,
+    );
   }
   return mode;
 }
@@ -282,14 +357,20 @@ export function defineConnector<TCredentials extends z.ZodType, const TApis exte
   const label = typeof input?.service === 'string' && input.service ? input.service : '<unnamed>';
   const parsed = definitionSchema.safeParse(input);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(definition)'}: ${i.message}`).join('; ');
+    const issues = parsed.error.issues
+      .map((i) => `${i.path.join('.') || '(definition)'}: ${i.message}`)
+      .join('; ');
     throw new ConnectorDefinitionError(`[cloudmux] [${label}] invalid connector definition: ${issues}`);
   }
   if (new Set(input.apis).size !== input.apis.length) {
-    throw new ConnectorDefinitionError(`[cloudmux] [${label}] invalid connector definition: apis lists a category twice`);
+    throw new ConnectorDefinitionError(
+      `[cloudmux] [${label}] invalid connector definition: apis lists a category twice`,
+    );
   }
   if (input.network === 'saas' && input.passThrough?.kind === 'account_host') {
-    throw new ConnectorDefinitionError(`[cloudmux] [${label}] invalid connector definition: a saas connector's pass-through must name its allowed hosts`);
+    throw new ConnectorDefinitionError(
+      `[cloudmux] [${label}] invalid connector definition: a saas connector's pass-through must name its allowed hosts`,
+    );
   }
   const p = input.policies ?? {};
   const policies: ConnectorPolicies = Object.freeze({
@@ -299,7 +380,9 @@ export function defineConnector<TCredentials extends z.ZodType, const TApis exte
     timeoutMs: (p.timeoutMs as number | undefined) ?? DEFAULT_POLICIES.timeoutMs,
   });
   if (policies.pagination.defaultPageSize > policies.pagination.maxPageSize) {
-    throw new ConnectorDefinitionError(`[cloudmux] [${label}] invalid connector definition: policies.pagination.defaultPageSize exceeds maxPageSize`);
+    throw new ConnectorDefinitionError(
+      `[cloudmux] [${label}] invalid connector definition: policies.pagination.defaultPageSize exceeds maxPageSize`,
+    );
   }
   return Object.freeze({
     ...input,
@@ -317,7 +400,9 @@ export async function instantiateConnector<TCredentials extends z.ZodType, TApis
   const instance = await definition.create(ctx);
   for (const api of definition.apis) {
     if (instance == null || (instance as Record<string, unknown>)[api] == null) {
-      throw new ConnectorDefinitionError(`[cloudmux] [${definition.service}] create() returned no '${api}' implementation`);
+      throw new ConnectorDefinitionError(
+        `[cloudmux] [${definition.service}] create() returned no '${api}' implementation`,
+      );
     }
   }
   return instance;

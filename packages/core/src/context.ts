@@ -6,12 +6,12 @@
 import { tmpdir } from 'node:os';
 import type { AnyConnectorDefinition, ConnectorContext, Logger } from './connector.js';
 import { networkModeFor, silentLogger } from './connector.js';
-import { createNetworkGuard, networkPolicyFromEnv } from './net/index.js';
-import type { ConnectEvent, NetworkGuard, NetworkPolicy } from './network-types.js';
-import { type HttpClientOptions, createHttpClient } from './http/client.js';
+import { createHttpClient, type HttpClientOptions } from './http/client.js';
 import type { Clock } from './http/clock.js';
 import { type CredentialStore, staticCredentials, storedCredentials } from './http/credentials.js';
 import type { OAuthClient } from './http/oauth.js';
+import { createNetworkGuard, networkPolicyFromEnv } from './net/index.js';
+import type { ConnectEvent, NetworkGuard, NetworkPolicy } from './network-types.js';
 import type { RateLimiter } from './rate-limit.js';
 
 export interface CreateConnectorContextOptions {
@@ -48,7 +48,9 @@ export function createConnectorContext<TCredentials = unknown>(
   const net =
     options.net ??
     createNetworkGuard({
-      policy: options.networkPolicy ?? networkPolicyFromEnv(networkModeFor(options.definition, options.credentials)),
+      policy:
+        options.networkPolicy ??
+        networkPolicyFromEnv(networkModeFor(options.definition, options.credentials)),
       ...(options.onConnect ? { onConnect: options.onConnect } : {}),
     });
   return {

@@ -11,10 +11,16 @@ export const ERROR_CATALOG = {
   invalid_parameters: { status: 400, message: 'The request is malformed: the parameters are incorrect.' },
   invalid_resource_type: { status: 400, message: 'The resource_type provided is not correct.' },
   unauthorized: { status: 401, message: 'The Cloudmux credentials or token provided are invalid.' },
-  service_unauthorized: { status: 401, message: 'The credentials or token provided for the upstream service are invalid.' },
+  service_unauthorized: {
+    status: 401,
+    message: 'The credentials or token provided for the upstream service are invalid.',
+  },
   authentication_required: { status: 401, message: 'An authorization parameter is missing.' },
   invalid_token: { status: 401, message: 'Invalid request token provided.' },
-  folder_not_empty: { status: 403, message: 'Cannot delete the folder as it is not empty and the recursive parameter is not set to True.' },
+  folder_not_empty: {
+    status: 403,
+    message: 'Cannot delete the folder as it is not empty and the recursive parameter is not set to True.',
+  },
   permission_denied: { status: 403, message: 'Unable to access resource.' },
   forbidden: { status: 403, message: 'Forbidden request made to Cloudmux.' },
   service_forbidden: { status: 403, message: 'Forbidden request made to the upstream service.' },
@@ -22,18 +28,33 @@ export const ERROR_CATALOG = {
   // 405 when a client uses a wrong method on Cloudmux; 500 when the upstream rejects the method we used.
   method_not_allowed: { status: 405, message: 'The request was made using an unsupported method.' },
   not_acceptable: { status: 406, message: 'The request was made with unacceptable data.' },
-  timed_out: { status: 408, message: 'The request timed out since the client did not complete the request in time.' },
+  timed_out: {
+    status: 408,
+    message: 'The request timed out since the client did not complete the request in time.',
+  },
   naming_conflict: { status: 409, message: 'Resource already exists.' },
   too_many_requests: { status: 429, message: 'Too many requests to the Cloudmux API were made.' },
-  too_many_service_requests: { status: 429, message: 'Too many requests to the underlying service API were made.' },
+  too_many_service_requests: {
+    status: 429,
+    message: 'Too many requests to the underlying service API were made.',
+  },
   internal_error: { status: 500, message: 'Cloudmux experienced an internal error.' },
   link_error: { status: 500, message: 'Cloudmux experienced an error retrieving link data.' },
-  unsupported_media_type: { status: 500, message: 'Cloudmux experienced an error making an invalid request.' },
-  not_implemented: { status: 501, message: 'The request method is not currently implemented for the service.' },
+  unsupported_media_type: {
+    status: 500,
+    message: 'Cloudmux experienced an error making an invalid request.',
+  },
+  not_implemented: {
+    status: 501,
+    message: 'The request method is not currently implemented for the service.',
+  },
   bad_gateway: { status: 502, message: 'Cloudmux received an invalid response from the upstream service.' },
   service_not_available: { status: 503, message: 'The upstream service is unavailable.' },
   gateway_timeout: { status: 504, message: 'The upstream service is unavailable.' },
-  insufficient_storage: { status: 507, message: 'There is not enough free space in the account to complete the request.' },
+  insufficient_storage: {
+    status: 507,
+    message: 'There is not enough free space in the account to complete the request.',
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOG;
@@ -92,7 +113,8 @@ export class CloudmuxError extends Error {
     super(message ?? entry.message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.status = options.status ?? entry.status;
-    if (options.conflictingResourceId !== undefined) this.conflictingResourceId = options.conflictingResourceId;
+    if (options.conflictingResourceId !== undefined)
+      this.conflictingResourceId = options.conflictingResourceId;
     if (options.conflictingRawId !== undefined) this.conflictingRawId = options.conflictingRawId;
     if (options.retryAfter !== undefined) this.retryAfter = options.retryAfter;
     if (options.upstream !== undefined) this.upstream = options.upstream;
@@ -102,9 +124,14 @@ export class CloudmuxError extends Error {
 
   /** The Kloudless error envelope; `requestId` is the per-request GUID. */
   toEnvelope(requestId?: string): ErrorEnvelope {
-    const envelope: ErrorEnvelope = { error_code: this.code, message: this.message, status_code: this.status };
+    const envelope: ErrorEnvelope = {
+      error_code: this.code,
+      message: this.message,
+      status_code: this.status,
+    };
     if (requestId !== undefined) envelope.id = requestId;
-    if (this.conflictingResourceId !== undefined) envelope.conflicting_resource_id = this.conflictingResourceId;
+    if (this.conflictingResourceId !== undefined)
+      envelope.conflicting_resource_id = this.conflictingResourceId;
     return envelope;
   }
 }
@@ -113,12 +140,20 @@ export function isCloudmuxError(value: unknown): value is CloudmuxError {
   return value instanceof CloudmuxError;
 }
 
-export function cloudmuxError(code: ErrorCode, message?: string, options?: CloudmuxErrorOptions): CloudmuxError {
+export function cloudmuxError(
+  code: ErrorCode,
+  message?: string,
+  options?: CloudmuxErrorOptions,
+): CloudmuxError {
   return new CloudmuxError(code, message, options);
 }
 
 /** A connector's "already exists": carries the existing item's raw id for `conflicting_resource_id`. */
-export function namingConflict(conflictingRawId: string | undefined, message?: string, service?: string): CloudmuxError {
+export function namingConflict(
+  conflictingRawId: string | undefined,
+  message?: string,
+  service?: string,
+): CloudmuxError {
   return new CloudmuxError('naming_conflict', message, {
     ...(conflictingRawId !== undefined ? { conflictingRawId } : {}),
     ...(service !== undefined ? { service } : {}),
@@ -239,7 +274,8 @@ export function errorFromUpstreamResponse(
   if (mapped.code === 'too_many_service_requests' && options.retryAfter !== undefined) {
     errorOptions.retryAfter = options.retryAfter;
   }
-  const message = options.message ?? `${ERROR_CATALOG[mapped.code].message} (${service} returned HTTP ${status})`;
+  const message =
+    options.message ?? `${ERROR_CATALOG[mapped.code].message} (${service} returned HTTP ${status})`;
   return new CloudmuxError(mapped.code, message, errorOptions);
 }
 
@@ -255,7 +291,10 @@ export function errorFromNetworkError(service: string, error: unknown): Cloudmux
 }
 
 /** Parses `Retry-After` (delta-seconds or HTTP date) into whole seconds. */
-export function parseRetryAfter(value: string | undefined | null, now: number = Date.now()): number | undefined {
+export function parseRetryAfter(
+  value: string | undefined | null,
+  now: number = Date.now(),
+): number | undefined {
   if (value === undefined || value === null || value === '') return undefined;
   const trimmed = value.trim();
   if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.ceil(Number(trimmed));

@@ -96,7 +96,12 @@ export interface NativeMultipart {
   maxPartSize: number;
   maxParts: number;
   begin(parentRawId: string, name: string, options: UploadOptions): Promise<{ sessionState: string }>;
-  uploadPart(sessionState: string, partNumber: number, body: Readable, size: number): Promise<{ sessionState: string }>;
+  uploadPart(
+    sessionState: string,
+    partNumber: number,
+    body: Readable,
+    size: number,
+  ): Promise<{ sessionState: string }>;
   complete(sessionState: string): Promise<StorageItem>;
   abort(sessionState: string): Promise<void>;
 }
@@ -138,10 +143,17 @@ export interface StorageQuirks {
  */
 export function validateItemName(name: unknown): string {
   if (typeof name !== 'string' || name.length === 0 || name.length > 1024) {
-    throw new CloudmuxError('invalid_parameters', 'A name must be a non-empty string of at most 1024 characters.');
+    throw new CloudmuxError(
+      'invalid_parameters',
+      'A name must be a non-empty string of at most 1024 characters.',
+    );
   }
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
   if (name === '.' || name === '..' || /[/\\\u0000-\u001f\u007f]/.test(name)) {
-    throw new CloudmuxError('invalid_parameters', `Invalid name: names cannot be "." or ".." or contain "/", "\\" or control characters.`);
+    throw new CloudmuxError(
+      'invalid_parameters',
+      `Invalid name: names cannot be "." or ".." or contain "/", "\\" or control characters.`,
+    );
   }
   return name;
 }
@@ -164,19 +176,35 @@ export interface StorageApi {
   createFolder(parentRawId: string, name: string): Promise<StorageItem>;
   upload(parentRawId: string, name: string, body: Readable, options: UploadOptions): Promise<StorageItem>;
   download(rawId: string, options?: { range?: ByteRange; signal?: AbortSignal }): Promise<DownloadResult>;
-  updateContents(rawId: string, body: Readable, options?: { size?: number | null; signal?: AbortSignal }): Promise<StorageItem>;
+  updateContents(
+    rawId: string,
+    body: Readable,
+    options?: { size?: number | null; signal?: AbortSignal },
+  ): Promise<StorageItem>;
   move(rawId: string, type: StorageItemType, options: MoveOptions): Promise<StorageItem>;
   delete(rawId: string, type: StorageItemType, options: DeleteOptions): Promise<void>;
 
   /** Server-side copy within the account; absent → the server streams download → upload. */
-  copy?(rawId: string, type: StorageItemType, options: { parentRawId: string; name: string }): Promise<StorageItem>;
+  copy?(
+    rawId: string,
+    type: StorageItemType,
+    options: { parentRawId: string; name: string },
+  ): Promise<StorageItem>;
   search?(query: string, options: SearchOptions): Promise<Page<StorageItem>>;
   recent?(options: PageRequest & { after?: Date }): Promise<Page<StorageItem>>;
   multipart?: NativeMultipart;
   getPermissions?(rawId: string, type: StorageItemType): Promise<Permission[]>;
-  setPermissions?(rawId: string, type: StorageItemType, permissions: Array<Omit<Permission, 'id'>>, mode: 'replace' | 'update'): Promise<Permission[]>;
+  setPermissions?(
+    rawId: string,
+    type: StorageItemType,
+    permissions: Array<Omit<Permission, 'id'>>,
+    mode: 'replace' | 'update',
+  ): Promise<Permission[]>;
   getProperties?(rawId: string): Promise<Property[]>;
-  updateProperties?(rawId: string, changes: Array<{ key: string; value: string | null }>): Promise<Property[]>;
+  updateProperties?(
+    rawId: string,
+    changes: Array<{ key: string; value: string | null }>,
+  ): Promise<Property[]>;
   deleteProperties?(rawId: string): Promise<void>;
   /** Upstream change feed; the server turns it into its event journal. */
   changes?(cursor: string | null): Promise<{ changes: ChangeRecord[]; cursor: string }>;
@@ -189,7 +217,8 @@ export interface StorageApi {
 
 /** Kloudless capability names (`retrieve_full=true` → `properties.capabilities`), derived from the methods. */
 export function storageCapabilities(api: StorageApi): Record<string, boolean> {
-  const has = (m: keyof StorageApi) => typeof api[m] === 'function' || (m === 'multipart' && api.multipart !== undefined);
+  const has = (m: keyof StorageApi) =>
+    typeof api[m] === 'function' || (m === 'multipart' && api.multipart !== undefined);
   return {
     can_upload_file: true,
     can_rename_file: true,

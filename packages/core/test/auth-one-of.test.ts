@@ -1,6 +1,12 @@
-import * as z from 'zod';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type AuthSpec, CloudmuxError, createHttpClient, defineConnector, staticCredentials } from '../src/index.js';
+import * as z from 'zod';
+import {
+  type AuthSpec,
+  CloudmuxError,
+  createHttpClient,
+  defineConnector,
+  staticCredentials,
+} from '../src/index.js';
 import { makeDefinition } from './fixtures/http/definitions.js';
 import { json, startServer, type TestServer } from './fixtures/http/server.js';
 
@@ -23,7 +29,11 @@ describe('one_of auth', () => {
     const s = await startServer((_req, res) => json(res, 200, {}));
     servers.push(s);
     const client = (credentials: Record<string, unknown>) =>
-      createHttpClient({ definition: makeDefinition(azureEither), accountId: '1', credentials: staticCredentials(credentials) });
+      createHttpClient({
+        definition: makeDefinition(azureEither),
+        accountId: '1',
+        credentials: staticCredentials(credentials),
+      });
     const key = Buffer.from('k'.repeat(32)).toString('base64');
     await client({ account_name: 'acct', account_key: key, sas_token: 'sv=1&sig=x' }).get(`${s.url}/c/blob`);
     expect(s.requests[0]!.headers.authorization).toMatch(/^SharedKey acct:/);
@@ -31,7 +41,9 @@ describe('one_of auth', () => {
     await client({ account_name: 'acct', sas_token: 'sv=2021-08-06&sig=abc' }).get(`${s.url}/c/blob`);
     expect(s.requests[1]!.headers.authorization).toBeUndefined();
     expect(s.requests[1]!.url).toBe('/c/blob?sv=2021-08-06&sig=abc');
-    const err = await client({ account_name: 'acct' }).get(`${s.url}/c/blob`).catch((e: unknown) => e);
+    const err = await client({ account_name: 'acct' })
+      .get(`${s.url}/c/blob`)
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CloudmuxError);
     expect((err as CloudmuxError).code).toBe('service_unauthorized');
     expect(s.requests).toHaveLength(2);
@@ -50,7 +62,12 @@ describe('one_of auth', () => {
         auth: {
           type: 'one_of',
           strategies: [
-            { type: 'oauth2', authorizeUrl: 'https://a.example/a', tokenUrl: 'https://a.example/t', scopes: [] } as never,
+            {
+              type: 'oauth2',
+              authorizeUrl: 'https://a.example/a',
+              tokenUrl: 'https://a.example/t',
+              scopes: [],
+            } as never,
             { type: 'bearer', field: 't' },
           ],
         },

@@ -12,13 +12,34 @@ import {
 
 // The API overview's "Error Code Table", row by row.
 const OVERVIEW_TABLE: Array<[string, number]> = [
-  ['bad_request', 400], ['request_failed', 400], ['invalid_parent_folder', 400], ['invalid_parameters', 400],
-  ['invalid_resource_type', 400], ['unauthorized', 401], ['service_unauthorized', 401], ['authentication_required', 401],
-  ['invalid_token', 401], ['folder_not_empty', 403], ['permission_denied', 403], ['forbidden', 403],
-  ['service_forbidden', 403], ['not_found', 404], ['method_not_allowed', 405], ['not_acceptable', 406],
-  ['timed_out', 408], ['naming_conflict', 409], ['too_many_requests', 429], ['too_many_service_requests', 429],
-  ['internal_error', 500], ['link_error', 500], ['unsupported_media_type', 500], ['not_implemented', 501],
-  ['bad_gateway', 502], ['service_not_available', 503], ['gateway_timeout', 504], ['insufficient_storage', 507],
+  ['bad_request', 400],
+  ['request_failed', 400],
+  ['invalid_parent_folder', 400],
+  ['invalid_parameters', 400],
+  ['invalid_resource_type', 400],
+  ['unauthorized', 401],
+  ['service_unauthorized', 401],
+  ['authentication_required', 401],
+  ['invalid_token', 401],
+  ['folder_not_empty', 403],
+  ['permission_denied', 403],
+  ['forbidden', 403],
+  ['service_forbidden', 403],
+  ['not_found', 404],
+  ['method_not_allowed', 405],
+  ['not_acceptable', 406],
+  ['timed_out', 408],
+  ['naming_conflict', 409],
+  ['too_many_requests', 429],
+  ['too_many_service_requests', 429],
+  ['internal_error', 500],
+  ['link_error', 500],
+  ['unsupported_media_type', 500],
+  ['not_implemented', 501],
+  ['bad_gateway', 502],
+  ['service_not_available', 503],
+  ['gateway_timeout', 504],
+  ['insufficient_storage', 507],
 ];
 
 describe('error catalog', () => {
@@ -45,13 +66,29 @@ describe('error catalog', () => {
 
 describe('upstream status mapping', () => {
   const cases: Array<[number, string, number]> = [
-    [400, 'bad_request', 400], [401, 'service_unauthorized', 401], [403, 'service_forbidden', 403],
-    [404, 'not_found', 404], [410, 'not_found', 404], [405, 'method_not_allowed', 500], [406, 'not_acceptable', 406],
-    [408, 'gateway_timeout', 504], [409, 'naming_conflict', 409], [412, 'naming_conflict', 409], [413, 'bad_request', 400],
-    [415, 'unsupported_media_type', 500], [418, 'request_failed', 400], [422, 'request_failed', 400],
-    [423, 'permission_denied', 403], [429, 'too_many_service_requests', 429], [500, 'bad_gateway', 502],
-    [501, 'not_implemented', 501], [502, 'bad_gateway', 502], [503, 'service_not_available', 503],
-    [504, 'gateway_timeout', 504], [507, 'insufficient_storage', 507], [599, 'bad_gateway', 502],
+    [400, 'bad_request', 400],
+    [401, 'service_unauthorized', 401],
+    [403, 'service_forbidden', 403],
+    [404, 'not_found', 404],
+    [410, 'not_found', 404],
+    [405, 'method_not_allowed', 500],
+    [406, 'not_acceptable', 406],
+    [408, 'gateway_timeout', 504],
+    [409, 'naming_conflict', 409],
+    [412, 'naming_conflict', 409],
+    [413, 'bad_request', 400],
+    [415, 'unsupported_media_type', 500],
+    [418, 'request_failed', 400],
+    [422, 'request_failed', 400],
+    [423, 'permission_denied', 403],
+    [429, 'too_many_service_requests', 429],
+    [500, 'bad_gateway', 502],
+    [501, 'not_implemented', 501],
+    [502, 'bad_gateway', 502],
+    [503, 'service_not_available', 503],
+    [504, 'gateway_timeout', 504],
+    [507, 'insufficient_storage', 507],
+    [599, 'bad_gateway', 502],
   ];
   it.each(cases)('upstream %i → %s (%i)', (upstream, code, status) => {
     const err = errorFromUpstreamResponse('dropbox', upstream, { body: '{"error":"x"}' });
@@ -80,10 +117,18 @@ describe('upstream status mapping', () => {
 
 describe('network error mapping', () => {
   const cases: Array<[string | undefined, string]> = [
-    ['ECONNREFUSED', 'service_not_available'], ['ECONNRESET', 'service_not_available'], ['ENOTFOUND', 'service_not_available'],
-    ['EAI_AGAIN', 'service_not_available'], ['EHOSTUNREACH', 'service_not_available'], ['EPIPE', 'service_not_available'],
-    ['ETIMEDOUT', 'gateway_timeout'], ['ECONNABORTED', 'gateway_timeout'], ['UND_ERR_HEADERS_TIMEOUT', 'gateway_timeout'],
-    ['CERT_HAS_EXPIRED', 'bad_gateway'], ['HPE_INVALID_CONSTANT', 'bad_gateway'], ['SOMETHING_NEW', 'bad_gateway'],
+    ['ECONNREFUSED', 'service_not_available'],
+    ['ECONNRESET', 'service_not_available'],
+    ['ENOTFOUND', 'service_not_available'],
+    ['EAI_AGAIN', 'service_not_available'],
+    ['EHOSTUNREACH', 'service_not_available'],
+    ['EPIPE', 'service_not_available'],
+    ['ETIMEDOUT', 'gateway_timeout'],
+    ['ECONNABORTED', 'gateway_timeout'],
+    ['UND_ERR_HEADERS_TIMEOUT', 'gateway_timeout'],
+    ['CERT_HAS_EXPIRED', 'bad_gateway'],
+    ['HPE_INVALID_CONSTANT', 'bad_gateway'],
+    ['SOMETHING_NEW', 'bad_gateway'],
     [undefined, 'bad_gateway'],
   ];
   it.each(cases)('%s → %s', (code, expected) => {

@@ -36,7 +36,10 @@ describe('onAttempt', () => {
     servers.push(s);
     const attempts: Array<{ status: number | string; method: string }> = [];
     const client = createHttpClient({
-      definition: makeDefinition({ type: 'bearer', field: 'token' }, { retry: { baseDelayMs: 1, maxDelayMs: 1 } }),
+      definition: makeDefinition(
+        { type: 'bearer', field: 'token' },
+        { retry: { baseDelayMs: 1, maxDelayMs: 1 } },
+      ),
       accountId: '1',
       credentials: staticCredentials({ token: 't' }),
       onAttempt: (a) => attempts.push({ status: a.status, method: a.method }),

@@ -1,3 +1,3 @@
 export * from './servers.js';
-export * from './streams.js';
 export * from './storage-conformance.js';
+export * from './streams.js';

@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -154,11 +154,21 @@ export async function startServer(options: StartServerOptions): Promise<StartedS
 
   const timeoutMs = options.timeoutMs ?? 30_000;
   try {
-    await Promise.race([waitReady(options.ready, timeoutMs, () => log, () => state.exited), spawnError]);
+    await Promise.race([
+      waitReady(
+        options.ready,
+        timeoutMs,
+        () => log,
+        () => state.exited,
+      ),
+      spawnError,
+    ]);
   } catch (err) {
     await server.stop();
     const detail = state.exited ? ` (exited: code ${state.exited.code}, signal ${state.exited.signal})` : '';
-    throw new Error(`${options.name} did not become ready${detail}: ${(err as Error).message}\n--- ${options.name} log ---\n${log.slice(-4096)}`);
+    throw new Error(
+      `${options.name} did not become ready${detail}: ${(err as Error).message}\n--- ${options.name} log ---\n${log.slice(-4096)}`,
+    );
   }
   return server;
 }
@@ -201,7 +211,11 @@ export async function run(
   options: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string; timeoutMs?: number } = {},
 ): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));

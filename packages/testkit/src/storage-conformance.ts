@@ -6,18 +6,26 @@
  */
 import {
   type AnyConnectorDefinition,
+  CloudmuxError,
   type ConnectorContext,
   type ConnectorInstance,
   type CreateConnectorContextOptions,
-  CloudmuxError,
-  type StorageApi,
-  type StorageItem,
   createConnectorContext,
   instantiateConnector,
+  type StorageApi,
+  type StorageItem,
   storageCapabilities,
 } from '@cloudmux/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bufferStream, randomBytesSha256, randomBytesSlice, randomStream, readAll, sha256, sha256OfStream } from './streams.js';
+import {
+  bufferStream,
+  randomBytesSha256,
+  randomBytesSlice,
+  randomStream,
+  readAll,
+  sha256,
+  sha256OfStream,
+} from './streams.js';
 
 export const STORAGE_CASES = [
   'definition',
@@ -77,7 +85,10 @@ export interface ConformanceEnv {
 }
 
 /** Asserts `promise` rejects with a CloudmuxError of one of `codes`, and returns it. */
-export async function expectCloudmuxError(promise: Promise<unknown>, ...codes: string[]): Promise<CloudmuxError> {
+export async function expectCloudmuxError(
+  promise: Promise<unknown>,
+  ...codes: string[]
+): Promise<CloudmuxError> {
   let caught: unknown;
   try {
     await promise;
@@ -103,10 +114,20 @@ export function runStorageConformance(options: StorageConformanceOptions): void 
   };
 
   // Cases that move many bytes or items get room for a slow backend on a loaded machine.
-  const SLOW_CASES: Partial<Record<StorageCaseName, number>> = { 'upload-large': 300_000, paging: 120_000, copy: 120_000, multipart: 120_000 };
+  const SLOW_CASES: Partial<Record<StorageCaseName, number>> = {
+    'upload-large': 300_000,
+    paging: 120_000,
+    copy: 120_000,
+    multipart: 120_000,
+  };
 
   /** `it` for a named case: skipped with its reason when listed in `skip`, or when `unless` gives one. */
-  const kase = (name: StorageCaseName, title: string, fn: () => Promise<void>, unless?: () => string | null) => {
+  const kase = (
+    name: StorageCaseName,
+    title: string,
+    fn: () => Promise<void>,
+    unless?: () => string | null,
+  ) => {
     const reason = skip[name];
     if (reason) {
       it.skip(`${name}: ${title} (skipped: ${reason})`, fn);
@@ -128,7 +149,12 @@ export function runStorageConformance(options: StorageConformanceOptions): void 
 
   const storage = () => current().storage;
   const folder = () => current().testRoot.rawId;
-  const upload = (parent: string, name: string, data: Buffer | string, ifExists: 'replace' | 'fail' = 'fail') => {
+  const upload = (
+    parent: string,
+    name: string,
+    data: Buffer | string,
+    ifExists: 'replace' | 'fail' = 'fail',
+  ) => {
     const buf = typeof data === 'string' ? Buffer.from(data) : data;
     return storage().upload(parent, name, bufferStream(buf), { size: buf.length, ifExists });
   };
@@ -182,14 +208,18 @@ export function runStorageConformance(options: StorageConformanceOptions): void 
       }
     });
 
-    kase('definition', 'the definition is valid and its credential schema rejects an empty object', async () => {
-      expect(connector.kind).toBe('cloudmux.connector');
-      expect(connector.apis).toContain('storage');
-      expect(connector.credentials.safeParse({}).success).toBe(false);
-      const caps = storageCapabilities(storage());
-      expect(caps.can_search_file_name).toBe(typeof storage().search === 'function');
-      expect(caps.multipart_uploads_supported_for_files).toBe(true);
-    });
+    kase(
+      'definition',
+      'the definition is valid and its credential schema rejects an empty object',
+      async () => {
+        expect(connector.kind).toBe('cloudmux.connector');
+        expect(connector.apis).toContain('storage');
+        expect(connector.credentials.safeParse({}).success).toBe(false);
+        const caps = storageCapabilities(storage());
+        expect(caps.can_search_file_name).toBe(typeof storage().search === 'function');
+        expect(caps.multipart_uploads_supported_for_files).toBe(true);
+      },
+    );
 
     kase('root', 'the root folder reads and lists, and contains the test folder', async () => {
       const root = await storage().get(storage().rootRawId, 'folder');
@@ -212,11 +242,15 @@ export function runStorageConformance(options: StorageConformanceOptions): void 
       expect(await listAll(created.rawId)).toEqual([]);
     });
 
-    kase('folder-conflict', 'creating an existing folder is a naming_conflict naming the existing folder', async () => {
-      const first = await storage().createFolder(folder(), 'twice');
-      const err = await expectCloudmuxError(storage().createFolder(folder(), 'twice'), 'naming_conflict');
-      expect(err.conflictingRawId).toBe(first.rawId);
-    });
+    kase(
+      'folder-conflict',
+      'creating an existing folder is a naming_conflict naming the existing folder',
+      async () => {
+        const first = await storage().createFolder(folder(), 'twice');
+        const err = await expectCloudmuxError(storage().createFolder(folder(), 'twice'), 'naming_conflict');
+        expect(err.conflictingRawId).toBe(first.rawId);
+      },
+    );
 
     kase('upload-empty', 'a 0-byte file uploads and downloads as 0 bytes', async () => {
       const file = await upload(folder(), 'empty.bin', Buffer.alloc(0));
@@ -237,37 +271,53 @@ export function runStorageConformance(options: StorageConformanceOptions): void 
       const listed = names(await listAll(folder()));
       expect(listed).toContain(expectedName(nfc));
       expect(listed).toContain(expectedName(nfd));
-      expect(storage().quirks?.caseInsensitiveNames ? null : await storage().lookup(folder(), 'CAFÉ RÉSUMÉ Ω.TXT')).toBeNull();
+      expect(
+        storage().quirks?.caseInsensitiveNames ? null : await storage().lookup(folder(), 'CAFÉ RÉSUMÉ Ω.TXT'),
+      ).toBeNull();
     });
 
-    kase('upload-large', `a ${Math.round(largeBytes / 1048576)} MiB file streams up and down with equal sha256`, async () => {
-      const seed = `large-${connector.service}`;
-      const file = await storage().upload(folder(), 'large.bin', randomStream(largeBytes, seed), {
-        size: largeBytes,
-        ifExists: 'fail',
-      });
-      expect(file.size).toBe(largeBytes);
-      const download = await storage().download(file.rawId);
-      const { sha256: digest, bytes } = await sha256OfStream(download.stream);
-      expect(bytes).toBe(largeBytes);
-      expect(digest).toBe(randomBytesSha256(largeBytes, seed));
-    });
+    kase(
+      'upload-large',
+      `a ${Math.round(largeBytes / 1048576)} MiB file streams up and down with equal sha256`,
+      async () => {
+        const seed = `large-${connector.service}`;
+        const file = await storage().upload(folder(), 'large.bin', randomStream(largeBytes, seed), {
+          size: largeBytes,
+          ifExists: 'fail',
+        });
+        expect(file.size).toBe(largeBytes);
+        const download = await storage().download(file.rawId);
+        const { sha256: digest, bytes } = await sha256OfStream(download.stream);
+        expect(bytes).toBe(largeBytes);
+        expect(digest).toBe(randomBytesSha256(largeBytes, seed));
+      },
+    );
 
-    kase('upload-conflict', 'ifExists fail is a naming_conflict and keeps the old bytes; replace overwrites', async () => {
-      const original = await upload(folder(), 'conflict.txt', 'one');
-      const err = await expectCloudmuxError(upload(folder(), 'conflict.txt', 'two', 'fail'), 'naming_conflict');
-      expect(err.conflictingRawId).toBe(original.rawId);
-      expect((await contents(original.rawId)).toString()).toBe('one');
-      const replaced = await upload(folder(), 'conflict.txt', 'three!', 'replace');
-      expect(replaced.size).toBe(6);
-      expect((await contents(replaced.rawId)).toString()).toBe('three!');
-      expect(names(await listAll(folder())).filter((n) => n === 'conflict.txt')).toHaveLength(1);
-    });
+    kase(
+      'upload-conflict',
+      'ifExists fail is a naming_conflict and keeps the old bytes; replace overwrites',
+      async () => {
+        const original = await upload(folder(), 'conflict.txt', 'one');
+        const err = await expectCloudmuxError(
+          upload(folder(), 'conflict.txt', 'two', 'fail'),
+          'naming_conflict',
+        );
+        expect(err.conflictingRawId).toBe(original.rawId);
+        expect((await contents(original.rawId)).toString()).toBe('one');
+        const replaced = await upload(folder(), 'conflict.txt', 'three!', 'replace');
+        expect(replaced.size).toBe(6);
+        expect((await contents(replaced.rawId)).toString()).toBe('three!');
+        expect(names(await listAll(folder())).filter((n) => n === 'conflict.txt')).toHaveLength(1);
+      },
+    );
 
     kase('download-range', 'Range reads return exactly the asked bytes', async () => {
       const size = 300_000;
       const seed = 'range';
-      const file = await storage().upload(folder(), 'range.bin', randomStream(size, seed), { size, ifExists: 'fail' });
+      const file = await storage().upload(folder(), 'range.bin', randomStream(size, seed), {
+        size,
+        ifExists: 'fail',
+      });
       const cases: Array<[number, number | undefined]> = [
         [0, 9],
         [65_530, 65_545],
@@ -275,7 +325,9 @@ export function runStorageConformance(options: StorageConformanceOptions): void 
         [size - 1, size - 1],
       ];
       for (const [start, end] of cases) {
-        const result = await storage().download(file.rawId, { range: end === undefined ? { start } : { start, end } });
+        const result = await storage().download(file.rawId, {
+          range: end === undefined ? { start } : { start, end },
+        });
         const got = await readAll(result.stream);
         const last = end ?? size - 1;
         expect(got.equals(randomBytesSlice(size, seed, start, last))).toBe(true);
@@ -323,7 +375,10 @@ export function runStorageConformance(options: StorageConformanceOptions): void 
       expect((await contents(moved.rawId)).toString()).toBe('m');
       const dir = await storage().createFolder(folder(), 'moving-dir');
       await upload(dir.rawId, 'inside.txt', 'i');
-      const movedDir = await storage().move(dir.rawId, 'folder', { parentRawId: target.rawId, name: 'moved-dir' });
+      const movedDir = await storage().move(dir.rawId, 'folder', {
+        parentRawId: target.rawId,
+        name: 'moved-dir',
+      });
       expect(movedDir).toMatchObject({ name: 'moved-dir', parentRawId: target.rawId });
       expect(names(await listAll(movedDir.rawId))).toEqual(['inside.txt']);
       expect(names(await listAll(target.rawId))).toEqual(['moved-dir', 'moving.txt']);
@@ -360,7 +415,10 @@ export function runStorageConformance(options: StorageConformanceOptions): void 
       const dir = await storage().createFolder(folder(), 'full');
       const inner = await storage().createFolder(dir.rawId, 'inner');
       await upload(inner.rawId, 'deep.txt', 'deep');
-      await expectCloudmuxError(storage().delete(dir.rawId, 'folder', { recursive: false, permanent: true }), 'folder_not_empty');
+      await expectCloudmuxError(
+        storage().delete(dir.rawId, 'folder', { recursive: false, permanent: true }),
+        'folder_not_empty',
+      );
       expect((await storage().get(dir.rawId, 'folder')).rawId).toBe(dir.rawId);
       await storage().delete(dir.rawId, 'folder', { recursive: true, permanent: true });
       await expectCloudmuxError(storage().get(dir.rawId, 'folder'), 'not_found');
@@ -405,7 +463,10 @@ export function runStorageConformance(options: StorageConformanceOptions): void 
         const found: StorageItem[] = [];
         let cursor: string | undefined;
         for (let i = 0; i < 50; i++) {
-          const page = await storage().search!('needle-alpha', { pageSize: 50, ...(cursor ? { cursor } : {}) });
+          const page = await storage().search!('needle-alpha', {
+            pageSize: 50,
+            ...(cursor ? { cursor } : {}),
+          });
           found.push(...page.items);
           if (!page.cursor) break;
           cursor = page.cursor;
@@ -444,7 +505,10 @@ export function runStorageConformance(options: StorageConformanceOptions): void 
       await storage().delete(ghost.rawId, 'file', { recursive: false, permanent: true });
       await expectCloudmuxError(storage().get(ghost.rawId, 'file'), 'not_found');
       await expectCloudmuxError(storage().download(ghost.rawId), 'not_found');
-      await expectCloudmuxError(storage().delete(ghost.rawId, 'file', { recursive: false, permanent: true }), 'not_found');
+      await expectCloudmuxError(
+        storage().delete(ghost.rawId, 'file', { recursive: false, permanent: true }),
+        'not_found',
+      );
       await expectCloudmuxError(storage().move(ghost.rawId, 'file', { name: 'x.txt' }), 'not_found');
       const gone = await storage().createFolder(folder(), 'gone');
       await storage().delete(gone.rawId, 'folder', { recursive: true, permanent: true });
@@ -458,7 +522,11 @@ export function runStorageConformance(options: StorageConformanceOptions): void 
         await expectCloudmuxError(upload(folder(), bad, 'x'), 'invalid_parameters', 'bad_request');
       }
       const file = await upload(folder(), 'safe.txt', 's');
-      await expectCloudmuxError(storage().move(file.rawId, 'file', { name: '../escape.txt' }), 'invalid_parameters', 'bad_request');
+      await expectCloudmuxError(
+        storage().move(file.rawId, 'file', { name: '../escape.txt' }),
+        'invalid_parameters',
+        'bad_request',
+      );
       expect(names(await listAll(folder()))).toContain('safe.txt');
     });
 
@@ -474,13 +542,17 @@ export function runStorageConformance(options: StorageConformanceOptions): void 
 
     options.additionalTests?.(current);
 
-    kase('dispose', 'a second instance on the same account works and disposes twice without error', async () => {
-      const { ctx } = current();
-      const second = (await instantiateConnector(connector, ctx)) as ConnectorInstance<'storage'>;
-      const root = await second.storage.get(second.storage.rootRawId, 'folder');
-      expect(root.type).toBe('folder');
-      await second.dispose?.();
-      await second.dispose?.();
-    });
+    kase(
+      'dispose',
+      'a second instance on the same account works and disposes twice without error',
+      async () => {
+        const { ctx } = current();
+        const second = (await instantiateConnector(connector, ctx)) as ConnectorInstance<'storage'>;
+        const root = await second.storage.get(second.storage.rootRawId, 'folder');
+        expect(root.type).toBe('folder');
+        await second.dispose?.();
+        await second.dispose?.();
+      },
+    );
   });
 }

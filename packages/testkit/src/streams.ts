@@ -62,7 +62,9 @@ export function randomBytesSlice(size: number, seed: string, start: number, end:
   return joined.subarray(start - base, Math.min(end, size - 1) - base + 1);
 }
 
-export async function sha256OfStream(stream: NodeJS.ReadableStream): Promise<{ sha256: string; bytes: number }> {
+export async function sha256OfStream(
+  stream: NodeJS.ReadableStream,
+): Promise<{ sha256: string; bytes: number }> {
   const hash = createHash('sha256');
   let bytes = 0;
   for await (const chunk of stream as AsyncIterable<Buffer | string>) {

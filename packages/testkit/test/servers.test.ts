@@ -57,7 +57,12 @@ describe('startServer', () => {
     const port = await freePort();
     const childPort = await freePort();
     const script = `require('node:child_process').spawn(process.execPath, ['-e', ${JSON.stringify(nodeServer(childPort))}], {stdio:'inherit'}); ${nodeServer(port)}`;
-    const server = await startServer({ name: 'parent', command: process.execPath, args: ['-e', script], ready: { tcp: { port } } });
+    const server = await startServer({
+      name: 'parent',
+      command: process.execPath,
+      args: ['-e', script],
+      ready: { tcp: { port } },
+    });
     await waitForTcp('127.0.0.1', childPort, 10_000);
     await server.stop();
     // The grandchild got SIGTERM with its group; give a loaded machine a moment to reap it.

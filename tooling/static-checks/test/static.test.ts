@@ -2,7 +2,7 @@
  * What the tests themselves cannot see: type errors (vitest strips types), a broken build, and a
  * server that only works from source. The build goes to dist/, which nothing in the test loop reads.
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, makeTempDir, run, startServer } from '@cloudmux/testkit';
@@ -26,19 +26,28 @@ describe('the workspace', () => {
   it('every package typechecks, tests included (tsc -p tsconfig.test.json)', async () => {
     const failures: string[] = [];
     for (const dir of workspacePackages()) {
-      await run(process.execPath, [tsc, '-p', 'tsconfig.test.json', '--noEmit'], { cwd: join(root, dir), timeoutMs: 300_000 }).catch((err: Error) =>
-        failures.push(`${dir}:\n${err.message.slice(0, 3000)}`),
-      );
+      await run(process.execPath, [tsc, '-p', 'tsconfig.test.json', '--noEmit'], {
+        cwd: join(root, dir),
+        timeoutMs: 300_000,
+      }).catch((err: Error) => failures.push(`${dir}:\n${err.message.slice(0, 3000)}`));
     }
     expect(failures).toEqual([]);
   });
 
   it('builds every package to dist with the project references (tsc -b)', async () => {
     await run(process.execPath, [tsc, '-b', 'tsconfig.json'], { cwd: root, timeoutMs: 600_000 });
-    const references = (JSON.parse(readFileSync(join(root, 'tsconfig.json'), 'utf8')) as { references: Array<{ path: string }> }).references;
+    const references = (
+      JSON.parse(readFileSync(join(root, 'tsconfig.json'), 'utf8')) as { references: Array<{ path: string }> }
+    ).references;
     for (const dir of workspacePackages()) {
-      expect(references.map((r) => r.path), `${dir} is missing from the root tsconfig references`).toContain(dir);
-      expect(existsSync(join(root, dir, 'dist', dir === 'apps/server' ? 'bin.js' : 'index.js')), `${dir}/dist`).toBe(true);
+      expect(
+        references.map((r) => r.path),
+        `${dir} is missing from the root tsconfig references`,
+      ).toContain(dir);
+      expect(
+        existsSync(join(root, dir, 'dist', dir === 'apps/server' ? 'bin.js' : 'index.js')),
+        `${dir}/dist`,
+      ).toBe(true);
     }
   });
 
@@ -49,21 +58,37 @@ describe('the workspace', () => {
       name: 'cloudmux (dist)',
       command: process.execPath,
       args: [join(root, 'apps/server/dist/bin.js'), 'start'],
-      env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', CLOUDMUX_DATA_DIR: data.path, LOG_LEVEL: 'warn' },
+      env: {
+        ...process.env,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        CLOUDMUX_DATA_DIR: data.path,
+        LOG_LEVEL: 'warn',
+      },
       ready: { http: { url: `http://127.0.0.1:${port}/ready`, ok: (s) => s === 200 } },
       timeoutMs: 60_000,
     });
     try {
-      const { bearer_token: token } = JSON.parse(readFileSync(join(data.path, 'dev-credentials.json'), 'utf8')) as { bearer_token: string };
+      const { bearer_token: token } = JSON.parse(
+        readFileSync(join(data.path, 'dev-credentials.json'), 'utf8'),
+      ) as { bearer_token: string };
       const base = `http://127.0.0.1:${port}/v1/accounts/me/storage`;
       const upload = await fetch(`${base}/files`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${token}`, 'x-kloudless-metadata': '{"name": "dist.txt", "parent_id": "root"}', 'content-type': 'application/octet-stream' },
+        headers: {
+          authorization: `Bearer ${token}`,
+          'x-kloudless-metadata': '{"name": "dist.txt", "parent_id": "root"}',
+          'content-type': 'application/octet-stream',
+        },
         body: 'built',
       });
       expect(upload.status).toBe(201);
       const file = (await upload.json()) as { id: string };
-      expect(await (await fetch(`${base}/files/${file.id}/contents`, { headers: { authorization: `Bearer ${token}` } })).text()).toBe('built');
+      expect(
+        await (
+          await fetch(`${base}/files/${file.id}/contents`, { headers: { authorization: `Bearer ${token}` } })
+        ).text(),
+      ).toBe('built');
       // Plain Node must not have loaded TypeScript: the process resolved the packages' dist entries.
       expect(server.logs()).not.toMatch(/\.ts:\d+/);
     } finally {

@@ -36,7 +36,8 @@ const CORS_HEADERS = [
   'X-Picker-Id',
   'X-Explorer-Id',
 ].join(', ');
-const CORS_EXPOSE = 'Content-Range, Content-Length, Content-Disposition, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, X-Request-Id';
+const CORS_EXPOSE =
+  'Content-Range, Content-Length, Content-Disposition, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, X-Request-Id';
 /** A refused JSON body is read and discarded up to this much, so the client can send it and read the 400. */
 const DRAIN_LIMIT = 64 * 1024 * 1024;
 
@@ -115,15 +116,19 @@ export function buildApp(deps: ServerDeps, options: BuildAppOptions): FastifyIns
 
   // JSON: an empty body (the SDKs send `Content-Type: application/json` with nothing) is no body.
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser(['application/json', 'application/merge-patch+json'], { parseAs: 'string' }, (_request, body, done) => {
-    const text = (body as string).trim();
-    if (text === '') return done(null, undefined);
-    try {
-      done(null, JSON.parse(text));
-    } catch {
-      done(new CloudmuxError('invalid_parameters', 'The request body is not valid JSON.'), undefined);
-    }
-  });
+  app.addContentTypeParser(
+    ['application/json', 'application/merge-patch+json'],
+    { parseAs: 'string' },
+    (_request, body, done) => {
+      const text = (body as string).trim();
+      if (text === '') return done(null, undefined);
+      try {
+        done(null, JSON.parse(text));
+      } catch {
+        done(new CloudmuxError('invalid_parameters', 'The request body is not valid JSON.'), undefined);
+      }
+    },
+  );
   // Everything else — file bytes, and form bodies (curl's default for --data-binary), which the few
   // form routes read with `readForm` — is left unread for the route to stream from `request.raw`.
   app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
@@ -139,7 +144,11 @@ export function buildApp(deps: ServerDeps, options: BuildAppOptions): FastifyIns
     if (closing) {
       // Draining for shutdown: new requests on kept-alive connections are refused, and the connection closed.
       reply.header('connection', 'close');
-      return sendError(request, reply, new CloudmuxError('service_not_available', 'The server is shutting down; retry the request.'));
+      return sendError(
+        request,
+        reply,
+        new CloudmuxError('service_not_available', 'The server is shutting down; retry the request.'),
+      );
     }
     const origin = request.headers.origin;
     if (origin) {
@@ -150,7 +159,10 @@ export function buildApp(deps: ServerDeps, options: BuildAppOptions): FastifyIns
     if (request.method === 'OPTIONS' && origin) {
       reply
         .header('access-control-allow-methods', 'GET, POST, PUT, PATCH, DELETE, OPTIONS')
-        .header('access-control-allow-headers', request.headers['access-control-request-headers'] ?? CORS_HEADERS)
+        .header(
+          'access-control-allow-headers',
+          request.headers['access-control-request-headers'] ?? CORS_HEADERS,
+        )
         .header('access-control-max-age', '600')
         .status(204)
         .send();
@@ -160,7 +172,8 @@ export function buildApp(deps: ServerDeps, options: BuildAppOptions): FastifyIns
   // Kloudless clients compare `Content-Type` to `application/json` exactly: no charset suffix.
   app.addHook('onSend', async (_request, reply, payload) => {
     const type = reply.getHeader('content-type');
-    if (typeof type === 'string' && type.startsWith('application/json')) reply.header('content-type', 'application/json');
+    if (typeof type === 'string' && type.startsWith('application/json'))
+      reply.header('content-type', 'application/json');
     return payload;
   });
 
@@ -187,7 +200,10 @@ export function buildApp(deps: ServerDeps, options: BuildAppOptions): FastifyIns
   app.get('/health', async (_request, reply) => sendJson(reply, 200, { status: 'ok' }));
   app.get('/ready', async (_request, reply) => {
     const ready = await deps.storeHandle.migrated().catch(() => false);
-    return sendJson(reply, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable', store: deps.storeHandle.dialect });
+    return sendJson(reply, ready ? 200 : 503, {
+      status: ready ? 'ready' : 'unavailable',
+      store: deps.storeHandle.dialect,
+    });
   });
 
   registerAccountRoutes(app, deps);

@@ -24,21 +24,34 @@ export function parseAuthorization(header: string | undefined): { scheme: string
 
 export async function authenticate(store: Store, request: FastifyRequest): Promise<Principal> {
   const auth = parseAuthorization(request.headers.authorization);
-  if (!auth) throw new CloudmuxError('authentication_required', 'An Authorization header with an APIKey or Bearer token is required.');
+  if (!auth)
+    throw new CloudmuxError(
+      'authentication_required',
+      'An Authorization header with an APIKey or Bearer token is required.',
+    );
   if (auth.scheme === 'apikey') {
     const app = await store.appForApiKey(auth.value);
     if (!app) throw new CloudmuxError('unauthorized', 'The API key is invalid or revoked.');
     return { app, kind: 'api_key', tokenAccountIds: [] };
   }
   if (auth.scheme === 'bearer') {
-    const tokens = auth.value.split(',').map((t) => t.trim()).filter(Boolean);
-    if (tokens.length === 0 || tokens.length > 100) throw new CloudmuxError('invalid_token', 'Invalid bearer token.');
+    const tokens = auth.value
+      .split(',')
+      .map((t) => t.trim())
+      .filter(Boolean);
+    if (tokens.length === 0 || tokens.length > 100)
+      throw new CloudmuxError('invalid_token', 'Invalid bearer token.');
     let appId: string | undefined;
     const accountIds: number[] = [];
     for (const token of tokens) {
       const resolved = await store.resolveAccountToken(token);
-      if (!resolved) throw new CloudmuxError('invalid_token', 'The bearer token is invalid, expired or revoked.');
-      if (appId !== undefined && resolved.appId !== appId) throw new CloudmuxError('invalid_token', 'Bearer tokens of different applications cannot be combined.');
+      if (!resolved)
+        throw new CloudmuxError('invalid_token', 'The bearer token is invalid, expired or revoked.');
+      if (appId !== undefined && resolved.appId !== appId)
+        throw new CloudmuxError(
+          'invalid_token',
+          'Bearer tokens of different applications cannot be combined.',
+        );
       appId = resolved.appId;
       accountIds.push(resolved.accountId);
     }
@@ -46,17 +59,27 @@ export async function authenticate(store: Store, request: FastifyRequest): Promi
     if (!app) throw new CloudmuxError('invalid_token', 'The bearer token is invalid.');
     return { app, kind: 'bearer', tokenAccountIds: accountIds };
   }
-  throw new CloudmuxError('authentication_required', `Unsupported authorization scheme "${auth.scheme}"; use APIKey or Bearer.`);
+  throw new CloudmuxError(
+    'authentication_required',
+    `Unsupported authorization scheme "${auth.scheme}"; use APIKey or Bearer.`,
+  );
 }
 
 /** Parses the `{account_id}` path segment: `me`, `123`, or `1,2,3`. */
 export function parseAccountParam(param: string, principal: Principal): number[] {
-  const parts = decodeURIComponent(param).split(',').map((p) => p.trim()).filter(Boolean);
+  const parts = decodeURIComponent(param)
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
   if (parts.length === 0) throw new CloudmuxError('not_found', 'Account not found.');
   const ids: number[] = [];
   for (const part of parts) {
     if (part === 'me') {
-      if (principal.kind !== 'bearer') throw new CloudmuxError('bad_request', '"me" refers to the account of a Bearer token; use the numeric account id with an API key.');
+      if (principal.kind !== 'bearer')
+        throw new CloudmuxError(
+          'bad_request',
+          '"me" refers to the account of a Bearer token; use the numeric account id with an API key.',
+        );
       ids.push(...principal.tokenAccountIds);
       continue;
     }
@@ -70,7 +93,8 @@ export async function loadAccounts(store: Store, principal: Principal, param: st
   const ids = parseAccountParam(param, principal);
   const rows: AccountRow[] = [];
   for (const id of ids) {
-    if (principal.kind === 'bearer' && !principal.tokenAccountIds.includes(id)) throw new CloudmuxError('not_found', 'Account not found.');
+    if (principal.kind === 'bearer' && !principal.tokenAccountIds.includes(id))
+      throw new CloudmuxError('not_found', 'Account not found.');
     const row = await store.getAccount(principal.app.id, id);
     if (!row) throw new CloudmuxError('not_found', 'Account not found.');
     rows.push(row);

@@ -14,7 +14,10 @@ export function toCloudmuxError(err: unknown): CloudmuxError {
       .map((v) => `${v.instancePath.replace(/^\//, '').replace(/\//g, '.') || 'request'}: ${v.message}`)
       .slice(0, 5)
       .join('; ');
-    return new CloudmuxError('invalid_parameters', `Invalid ${err.validationContext ?? 'request'}: ${issues}`);
+    return new CloudmuxError(
+      'invalid_parameters',
+      `Invalid ${err.validationContext ?? 'request'}: ${issues}`,
+    );
   }
   const fe = err as Partial<FastifyError> & { code?: string; statusCode?: number };
   switch (fe.code) {
@@ -34,9 +37,17 @@ export function toCloudmuxError(err: unknown): CloudmuxError {
     default:
       break;
   }
-  if (err instanceof SyntaxError) return new CloudmuxError('invalid_parameters', 'The request body is not valid JSON.');
+  if (err instanceof SyntaxError)
+    return new CloudmuxError('invalid_parameters', 'The request body is not valid JSON.');
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
-    const code: ErrorCode = fe.statusCode === 404 ? 'not_found' : fe.statusCode === 405 ? 'method_not_allowed' : fe.statusCode === 408 ? 'timed_out' : 'bad_request';
+    const code: ErrorCode =
+      fe.statusCode === 404
+        ? 'not_found'
+        : fe.statusCode === 405
+          ? 'method_not_allowed'
+          : fe.statusCode === 408
+            ? 'timed_out'
+            : 'bad_request';
     return new CloudmuxError(code, fe.message);
   }
   return new CloudmuxError('internal_error', undefined, { cause: err });
@@ -44,7 +55,11 @@ export function toCloudmuxError(err: unknown): CloudmuxError {
 
 export function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
   const error = toCloudmuxError(err);
-  if (error.status >= 500) request.log.error({ err: error.cause ?? error, upstream: error.upstream, code: error.code }, error.message);
+  if (error.status >= 500)
+    request.log.error(
+      { err: error.cause ?? error, upstream: error.upstream, code: error.code },
+      error.message,
+    );
   else request.log.info({ code: error.code, upstream: error.upstream }, error.message);
   if (error.headers) for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
   if (error.retryAfter !== undefined) reply.header('Retry-After', String(error.retryAfter));

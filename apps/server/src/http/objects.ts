@@ -53,9 +53,18 @@ export function itemHref(publicUrl: string, accountId: number, type: StorageItem
   return `${publicUrl}/v1/accounts/${accountId}/storage/${type === 'file' ? 'files' : 'folders'}/${id}`;
 }
 
-export function renderItem(item: StorageItem, ids: AccountIds, options: RenderOptions): FileObject | FolderObject {
+export function renderItem(
+  item: StorageItem,
+  ids: AccountIds,
+  options: RenderOptions,
+): FileObject | FolderObject {
   const id = ids.encode(item.type, item.rawId);
-  const ref = (rawId: string, name: string) => ({ id: ids.encode('folder', rawId), name, type: 'folder' as const, id_type: 'default' as const });
+  const ref = (rawId: string, name: string) => ({
+    id: ids.encode('folder', rawId),
+    name,
+    type: 'folder' as const,
+    id_type: 'default' as const,
+  });
   const parent = item.parentRawId === null ? null : ref(item.parentRawId, item.ancestors?.at(-1)?.name ?? '');
   const base = {
     id,
@@ -74,7 +83,13 @@ export function renderItem(item: StorageItem, ids: AccountIds, options: RenderOp
     ...(options.rawData ? { raw: { object: item.raw ?? null, id: item.rawId } } : {}),
   };
   if (item.type === 'file') {
-    return { ...base, mime_type: item.mimeType ?? null, downloadable: item.downloadable ?? true, api: 'storage', type: 'file' };
+    return {
+      ...base,
+      mime_type: item.mimeType ?? null,
+      downloadable: item.downloadable ?? true,
+      api: 'storage',
+      type: 'file',
+    };
   }
   return {
     ...base,
@@ -87,11 +102,21 @@ export function renderItem(item: StorageItem, ids: AccountIds, options: RenderOp
 }
 
 /** Kloudless `properties.capabilities` (`retrieve_full=true`): `{ name: { value: bool } }`. */
-export function accountCapabilities(definition: AnyConnectorDefinition, storage: StorageApi | undefined): Record<string, { value: boolean }> {
+export function accountCapabilities(
+  definition: AnyConnectorDefinition,
+  storage: StorageApi | undefined,
+): Record<string, { value: boolean }> {
   const out: Record<string, { value: boolean }> = {};
-  if (storage) for (const [name, value] of Object.entries(storageCapabilities(storage))) out[name] = { value };
+  if (storage)
+    for (const [name, value] of Object.entries(storageCapabilities(storage))) out[name] = { value };
   const has = (api: string) => definition.apis.includes(api);
-  for (const name of ['can_list_users', 'can_retrieve_user', 'can_list_groups', 'can_retrieve_group', 'can_list_group_members']) {
+  for (const name of [
+    'can_list_users',
+    'can_retrieve_user',
+    'can_list_groups',
+    'can_retrieve_group',
+    'can_list_group_members',
+  ]) {
     out[name] = { value: has('team') };
   }
   for (const kind of ['accounts', 'contacts', 'leads', 'opportunities', 'campaigns', 'tasks', 'objects']) {
@@ -120,7 +145,9 @@ export function renderAccount(
     created: toKloudlessTime(new Date(row.created)),
     modified: toKloudlessTime(new Date(row.modified)),
     token_expiry: row.token_expiry ? toKloudlessTime(new Date(row.token_expiry)) : null,
-    refresh_token_expiry: row.refresh_token_expiry ? toKloudlessTime(new Date(row.refresh_token_expiry)) : null,
+    refresh_token_expiry: row.refresh_token_expiry
+      ? toKloudlessTime(new Date(row.refresh_token_expiry))
+      : null,
     effective_scope: row.effective_scope,
     custom_properties: JSON.parse(row.custom_properties) as Record<string, unknown>,
     object_definitions: {},

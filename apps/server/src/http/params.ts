@@ -27,9 +27,11 @@ export function parseBool(value: unknown, name: string): boolean | undefined {
 export function parsePageSize(value: unknown, defaultSize: number, max = 1000): number {
   const v = Array.isArray(value) ? value.at(-1) : value;
   if (v === undefined || v === '') return defaultSize;
-  if (typeof v !== 'string' || !/^\d{1,7}$/.test(v)) throw new CloudmuxError('invalid_parameters', 'page_size must be an integer between 1 and 1000.');
+  if (typeof v !== 'string' || !/^\d{1,7}$/.test(v))
+    throw new CloudmuxError('invalid_parameters', 'page_size must be an integer between 1 and 1000.');
   const n = Number(v);
-  if (n < 1 || n > max) throw new CloudmuxError('invalid_parameters', `page_size must be an integer between 1 and ${max}.`);
+  if (n < 1 || n > max)
+    throw new CloudmuxError('invalid_parameters', `page_size must be an integer between 1 and ${max}.`);
   return n;
 }
 
@@ -53,20 +55,33 @@ export function parseRawHeaders(header: string | string[] | undefined): Record<s
   }
   const out: Record<string, string> = {};
   for (const [name, v] of Object.entries(parsed)) {
-    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean')) {
-      throw new CloudmuxError('invalid_parameters', `X-Kloudless-Raw-Headers: invalid header ${JSON.stringify(name)}.`);
+    if (
+      !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) ||
+      (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean')
+    ) {
+      throw new CloudmuxError(
+        'invalid_parameters',
+        `X-Kloudless-Raw-Headers: invalid header ${JSON.stringify(name)}.`,
+      );
     }
     const text = String(v);
-    if (/[\r\n\u0000]/.test(text)) throw new CloudmuxError('invalid_parameters', `X-Kloudless-Raw-Headers: invalid value for ${name}.`);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: CR, LF and NUL are exactly what is refused
+    if (/[\r\n\u0000]/.test(text))
+      throw new CloudmuxError('invalid_parameters', `X-Kloudless-Raw-Headers: invalid value for ${name}.`);
     out[name] = text;
   }
   return out;
 }
 
 /** A JSON header such as `X-Kloudless-Metadata`. */
-export function parseJsonHeader<T>(header: string | string[] | undefined, name: string, schema: z.ZodType<T>): T {
+export function parseJsonHeader<T>(
+  header: string | string[] | undefined,
+  name: string,
+  schema: z.ZodType<T>,
+): T {
   const value = Array.isArray(header) ? header[0] : header;
-  if (value === undefined || value === '') throw new CloudmuxError('invalid_parameters', `The ${name} header is required.`);
+  if (value === undefined || value === '')
+    throw new CloudmuxError('invalid_parameters', `The ${name} header is required.`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(value);
@@ -75,7 +90,10 @@ export function parseJsonHeader<T>(header: string | string[] | undefined, name: 
   }
   const result = schema.safeParse(parsed);
   if (!result.success) {
-    throw new CloudmuxError('invalid_parameters', `${name}: ${result.error.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; ')}`);
+    throw new CloudmuxError(
+      'invalid_parameters',
+      `${name}: ${result.error.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; ')}`,
+    );
   }
   return result.data;
 }
@@ -84,7 +102,10 @@ export function parseJsonHeader<T>(header: string | string[] | undefined, name: 
 export function parseBody<T>(body: unknown, schema: z.ZodType<T>): T {
   const result = schema.safeParse(body ?? {});
   if (!result.success) {
-    throw new CloudmuxError('invalid_parameters', `Invalid body: ${result.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}`);
+    throw new CloudmuxError(
+      'invalid_parameters',
+      `Invalid body: ${result.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}`,
+    );
   }
   return result.data;
 }
@@ -112,7 +133,10 @@ export function parseRange(header: string | undefined): ParsedRange | null {
 }
 
 /** Reads a small urlencoded form body from the unparsed request stream (token endpoint, link password form). */
-export async function readForm(request: { raw: NodeJS.ReadableStream; body?: unknown }, limit = 64 * 1024): Promise<Record<string, string>> {
+export async function readForm(
+  request: { raw: NodeJS.ReadableStream; body?: unknown },
+  limit = 64 * 1024,
+): Promise<Record<string, string>> {
   if (request.body && typeof request.body === 'object') return request.body as Record<string, string>;
   // Fastify's own text/plain parser has already read such bodies (fetch sends bare strings so).
   if (typeof request.body === 'string') return Object.fromEntries(new URLSearchParams(request.body));
@@ -132,7 +156,10 @@ export async function readForm(request: { raw: NodeJS.ReadableStream; body?: unk
  */
 const clientTypes = new WeakMap<object, string>();
 // Routes whose body is always file bytes, whatever Content-Type the client sent.
-const BYTES_ROUTES = new Set(['PUT /v1/accounts/:account/storage/files/:id', 'PUT /v1/accounts/:account/storage/multipart/:id']);
+const BYTES_ROUTES = new Set([
+  'PUT /v1/accounts/:account/storage/files/:id',
+  'PUT /v1/accounts/:account/storage/multipart/:id',
+]);
 const UPLOAD_ROUTE = 'POST /v1/accounts/:account/storage/files';
 type HeaderMap = Record<string, string | string[] | undefined>;
 

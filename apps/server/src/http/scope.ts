@@ -2,11 +2,11 @@
  * Per-request resolution for account-scoped routes: who is calling, which account(s) the path
  * names, the per-account rate limit, and the connector instance with the request's raw headers.
  */
-import { CloudmuxError, type StorageApi, rateLimitHeaders, tooManyRequests } from '@cloudmux/core';
+import { CloudmuxError, rateLimitHeaders, type StorageApi, tooManyRequests } from '@cloudmux/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AccountRuntime } from '../runtime.js';
 import type { AccountRow } from '../store/store.js';
-import { type Principal, authenticate, loadAccounts } from './auth.js';
+import { authenticate, loadAccounts, type Principal } from './auth.js';
 import type { ServerDeps } from './deps.js';
 import { AccountIds } from './objects.js';
 import { parseBool, parseRawHeaders } from './params.js';
@@ -23,7 +23,11 @@ export async function principalOf(deps: ServerDeps, request: FastifyRequest): Pr
 }
 
 /** Takes one token per account from its bucket; a denial is `429 too_many_requests` with `Retry-After`. */
-export async function rateLimit(deps: ServerDeps, reply: FastifyReply, accounts: AccountRow[]): Promise<void> {
+export async function rateLimit(
+  deps: ServerDeps,
+  reply: FastifyReply,
+  accounts: AccountRow[],
+): Promise<void> {
   for (const account of accounts) {
     const decision = await deps.limiter.take(`account:${account.id}`);
     for (const [name, value] of Object.entries(rateLimitHeaders(decision))) {
@@ -33,7 +37,11 @@ export async function rateLimit(deps: ServerDeps, reply: FastifyReply, accounts:
   }
 }
 
-export async function accountsOf(deps: ServerDeps, request: FastifyRequest, reply: FastifyReply): Promise<{ principal: Principal; accounts: AccountRow[] }> {
+export async function accountsOf(
+  deps: ServerDeps,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): Promise<{ principal: Principal; accounts: AccountRow[] }> {
   const principal = await principalOf(deps, request);
   const param = (request.params as { account?: string }).account ?? '';
   const accounts = await loadAccounts(deps.store, principal, param);
@@ -50,14 +58,21 @@ export interface StorageScope {
   rawData: boolean;
 }
 
-export function requestScope(request: FastifyRequest): { rawHeaders?: Record<string, string>; asUser?: string } {
+export function requestScope(request: FastifyRequest): {
+  rawHeaders?: Record<string, string>;
+  asUser?: string;
+} {
   const rawHeaders = parseRawHeaders(request.headers['x-kloudless-raw-headers']);
   const asUserHeader = request.headers['x-kloudless-as-user'];
   const asUser = Array.isArray(asUserHeader) ? asUserHeader[0] : asUserHeader;
   return { ...(rawHeaders ? { rawHeaders } : {}), ...(asUser ? { asUser } : {}) };
 }
 
-export async function storageRuntime(deps: ServerDeps, request: FastifyRequest, account: AccountRow): Promise<Omit<StorageScope, 'principal'>> {
+export async function storageRuntime(
+  deps: ServerDeps,
+  request: FastifyRequest,
+  account: AccountRow,
+): Promise<Omit<StorageScope, 'principal'>> {
   return storageRuntimeFor(deps, account, {
     scope: requestScope(request),
     rawData: parseBool(request.headers['x-kloudless-raw-data'], 'X-Kloudless-Raw-Data') ?? false,
@@ -72,22 +87,44 @@ export async function storageRuntimeFor(
 ): Promise<Omit<StorageScope, 'principal'>> {
   const runtime = await deps.runtime.forAccount(account, options.scope ?? {});
   const storage = runtime.instance.storage as StorageApi | undefined;
-  if (!storage) throw new CloudmuxError('not_implemented', `${runtime.definition.name} does not provide the Storage API.`);
-  const ids = new AccountIds(deps.ids, Number(account.id), account.service, storage.rootRawId, storage.trashRawId);
+  if (!storage)
+    throw new CloudmuxError(
+      'not_implemented',
+      `${runtime.definition.name} does not provide the Storage API.`,
+    );
+  const ids = new AccountIds(
+    deps.ids,
+    Number(account.id),
+    account.service,
+    storage.rootRawId,
+    storage.trashRawId,
+  );
   return { account, runtime, storage, ids, rawData: options.rawData ?? false };
 }
 
 /** One account (the path may not name several) with its storage connector. */
-export async function storageScope(deps: ServerDeps, request: FastifyRequest, reply: FastifyReply): Promise<StorageScope> {
+export async function storageScope(
+  deps: ServerDeps,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): Promise<StorageScope> {
   const { principal, accounts } = await accountsOf(deps, request, reply);
-  if (accounts.length !== 1) throw new CloudmuxError('invalid_parameters', 'This endpoint takes a single account id.');
+  if (accounts.length !== 1)
+    throw new CloudmuxError('invalid_parameters', 'This endpoint takes a single account id.');
   return { principal, ...(await storageRuntime(deps, request, accounts[0]!)) };
 }
 
 /** Another account of the same principal (cross-account copy and move targets). */
-export async function targetAccount(deps: ServerDeps, request: FastifyRequest, reply: FastifyReply, principal: Principal, id: unknown): Promise<Omit<StorageScope, 'principal'>> {
+export async function targetAccount(
+  deps: ServerDeps,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  principal: Principal,
+  id: unknown,
+): Promise<Omit<StorageScope, 'principal'>> {
   const text = typeof id === 'number' ? String(id) : typeof id === 'string' ? id : '';
-  if (!/^\d{1,15}$/.test(text)) throw new CloudmuxError('invalid_parameters', 'account must be a numeric account id.');
+  if (!/^\d{1,15}$/.test(text))
+    throw new CloudmuxError('invalid_parameters', 'account must be a numeric account id.');
   const [account] = await loadAccounts(deps.store, principal, text);
   await rateLimit(deps, reply, [account!]);
   return storageRuntime(deps, request, account!);

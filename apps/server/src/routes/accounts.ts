@@ -17,8 +17,23 @@ import type { AccountRow } from '../store/store.js';
 import { sendJson } from './util.js';
 
 /** Fields of `POST /v1/accounts` that are not credentials (the rest of the body is). */
-const ACCOUNT_FIELDS = ['account', 'service', 'active', 'admin', 'custom_properties', 'effective_scope', 'token_expiry', 'refresh_token_expiry'] as const;
-const OAUTH_FIELDS = ['token', 'token_secret', 'refresh_token', 'token_expiry', 'refresh_token_expiry'] as const;
+const ACCOUNT_FIELDS = [
+  'account',
+  'service',
+  'active',
+  'admin',
+  'custom_properties',
+  'effective_scope',
+  'token_expiry',
+  'refresh_token_expiry',
+] as const;
+const OAUTH_FIELDS = [
+  'token',
+  'token_secret',
+  'refresh_token',
+  'token_expiry',
+  'refresh_token_expiry',
+] as const;
 
 const importBody = z.looseObject({
   service: z.string().min(1),
@@ -41,20 +56,35 @@ const patchBody = z.looseObject({
   refresh_token_expiry: z.string().nullable().optional(),
 });
 
-const tokenBody = z.looseObject({ expires_in: z.number().int().positive().max(10 * 365 * 86400).optional() });
+const tokenBody = z.looseObject({
+  expires_in: z
+    .number()
+    .int()
+    .positive()
+    .max(10 * 365 * 86400)
+    .optional(),
+});
 
 function isoOrNull(value: string | null | undefined, name: string): string | null | undefined {
   if (value === undefined || value === null) return value;
   const t = Date.parse(value);
-  if (Number.isNaN(t)) throw new CloudmuxError('invalid_parameters', `${name} must be an ISO-8601 timestamp.`);
+  if (Number.isNaN(t))
+    throw new CloudmuxError('invalid_parameters', `${name} must be an ISO-8601 timestamp.`);
   return new Date(t).toISOString();
 }
 
 /** The credential object a connector's schema parses, from the import body (Kloudless put them at the top level). */
-function credentialsFrom(definition: AnyConnectorDefinition, body: Record<string, unknown>): Record<string, unknown> {
+function credentialsFrom(
+  definition: AnyConnectorDefinition,
+  body: Record<string, unknown>,
+): Record<string, unknown> {
   const credentials: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(body)) {
-    if ((ACCOUNT_FIELDS as readonly string[]).includes(key) && !(OAUTH_FIELDS as readonly string[]).includes(key)) continue;
+    if (
+      (ACCOUNT_FIELDS as readonly string[]).includes(key) &&
+      !(OAUTH_FIELDS as readonly string[]).includes(key)
+    )
+      continue;
     credentials[key] = value;
   }
   const parsed = definition.credentials.safeParse(credentials);
@@ -93,7 +123,11 @@ export function assertLocalRoot(deps: ServerDeps, credentials: Record<string, un
     const rel = relative(realPathOf(allowed) ?? allowed, root);
     return rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel));
   });
-  if (!inside) throw new CloudmuxError('forbidden', 'The root directory is outside the directories this server allows for local accounts.');
+  if (!inside)
+    throw new CloudmuxError(
+      'forbidden',
+      'The root directory is outside the directories this server allows for local accounts.',
+    );
 }
 
 export function registerAccountRoutes(app: FastifyInstance, deps: ServerDeps): void {
@@ -109,13 +143,16 @@ export function registerAccountRoutes(app: FastifyInstance, deps: ServerDeps): v
         .then((rt) => rt.instance.storage as StorageApi | undefined)
         .catch(() => undefined);
     }
-    return renderAccount(row, definition, deps.config.publicUrl, { capabilities: accountCapabilities(definition, storage) });
+    return renderAccount(row, definition, deps.config.publicUrl, {
+      capabilities: accountCapabilities(definition, storage),
+    });
   }
 
   // §1.6 import.
   app.post('/v1/accounts', async (request, reply) => {
     const principal = await principalOf(deps, request);
-    if (principal.kind !== 'api_key') throw new CloudmuxError('forbidden', 'Importing accounts needs the application API key.');
+    if (principal.kind !== 'api_key')
+      throw new CloudmuxError('forbidden', 'Importing accounts needs the application API key.');
     const body = parseBody(request.body, importBody) as Record<string, unknown> & z.infer<typeof importBody>;
     const definition = deps.registry.get(body.service);
     if (!definition) throw new CloudmuxError('invalid_parameters', `Unknown service "${body.service}".`);
@@ -130,7 +167,9 @@ export function registerAccountRoutes(app: FastifyInstance, deps: ServerDeps): v
         // "Not found" while checking credentials means the account points at nothing (a missing root,
         // share or bucket): a bad field of this request, not a missing route.
         if (err instanceof CloudmuxError && err.code === 'not_found') {
-          throw new CloudmuxError('invalid_parameters', `The credentials do not work: ${err.message}`, { cause: err });
+          throw new CloudmuxError('invalid_parameters', `The credentials do not work: ${err.message}`, {
+            cause: err,
+          });
         }
         throw err;
       } finally {
@@ -158,15 +197,22 @@ export function registerAccountRoutes(app: FastifyInstance, deps: ServerDeps): v
     const pageSize = parsePageSize(query.page_size, 100);
     const pageText = firstValue(query.page);
     const page = pageText === undefined || pageText === '' ? 1 : Number(pageText);
-    if (!Number.isInteger(page) || page < 1 || page > 1_000_000) throw new CloudmuxError('invalid_parameters', 'page must be a positive integer.');
+    if (!Number.isInteger(page) || page < 1 || page > 1_000_000)
+      throw new CloudmuxError('invalid_parameters', 'page must be a positive integer.');
     const filter: { active?: boolean; admin?: boolean; ids?: number[] } = {};
     const active = parseBool(query.active, 'active');
     const admin = parseBool(query.admin, 'admin');
     if (active !== undefined) filter.active = active;
     if (admin !== undefined) filter.admin = admin;
     if (principal.kind === 'bearer') filter.ids = principal.tokenAccountIds;
-    const { rows, total } = await deps.store.listAccounts(principal.app.id, filter, (page - 1) * pageSize, pageSize);
-    if (page > 1 && rows.length === 0) throw new CloudmuxError('not_found', 'The requested page is past the end of the listing.');
+    const { rows, total } = await deps.store.listAccounts(
+      principal.app.id,
+      filter,
+      (page - 1) * pageSize,
+      pageSize,
+    );
+    if (page > 1 && rows.length === 0)
+      throw new CloudmuxError('not_found', 'The requested page is past the end of the listing.');
     const full = parseBool(query.retrieve_full, 'retrieve_full') ?? false;
     return sendJson(reply, 200, {
       count: rows.length,
@@ -199,17 +245,28 @@ export function registerAccountRoutes(app: FastifyInstance, deps: ServerDeps): v
 
   app.patch('/v1/accounts/:account', async (request, reply) => {
     const { principal, accounts } = await accountsOf(deps, request, reply);
-    if (accounts.length !== 1) throw new CloudmuxError('invalid_parameters', 'This endpoint takes a single account id.');
+    if (accounts.length !== 1)
+      throw new CloudmuxError('invalid_parameters', 'This endpoint takes a single account id.');
     const row = accounts[0]!;
     const body = parseBody(request.body, patchBody);
-    if (body.service !== undefined && body.service !== row.service) throw new CloudmuxError('invalid_parameters', 'The service of an account cannot change.');
-    const credentialChange = OAUTH_FIELDS.some((f) => f !== 'token_expiry' && f !== 'refresh_token_expiry' && body[f] !== undefined);
+    if (body.service !== undefined && body.service !== row.service)
+      throw new CloudmuxError('invalid_parameters', 'The service of an account cannot change.');
+    const credentialChange = OAUTH_FIELDS.some(
+      (f) => f !== 'token_expiry' && f !== 'refresh_token_expiry' && body[f] !== undefined,
+    );
     if (credentialChange) {
-      if (principal.kind !== 'api_key') throw new CloudmuxError('forbidden', 'Changing credentials needs the application API key.');
+      if (principal.kind !== 'api_key')
+        throw new CloudmuxError('forbidden', 'Changing credentials needs the application API key.');
       const definition = definitionOf(row);
-      if (!definition) throw new CloudmuxError('not_implemented', `The service ${row.service} is not installed.`);
+      if (!definition)
+        throw new CloudmuxError('not_implemented', `The service ${row.service} is not installed.`);
       const current = deps.store.decryptCredentials(row);
-      const next = credentialsFrom(definition, { ...current, ...Object.fromEntries(OAUTH_FIELDS.map((f) => [f, body[f] ?? current[f]]).filter(([, v]) => v !== undefined)) });
+      const next = credentialsFrom(definition, {
+        ...current,
+        ...Object.fromEntries(
+          OAUTH_FIELDS.map((f) => [f, body[f] ?? current[f]]).filter(([, v]) => v !== undefined),
+        ),
+      });
       await deps.store.replaceCredentials(principal.app.id, Number(row.id), next);
       await deps.runtime.evict(Number(row.id));
     }
@@ -217,8 +274,12 @@ export function registerAccountRoutes(app: FastifyInstance, deps: ServerDeps): v
       ...(body.account !== undefined ? { account: body.account } : {}),
       ...(body.active !== undefined ? { active: body.active } : {}),
       ...(body.custom_properties !== undefined ? { customProperties: body.custom_properties } : {}),
-      ...(body.token_expiry !== undefined ? { tokenExpiry: isoOrNull(body.token_expiry, 'token_expiry') ?? null } : {}),
-      ...(body.refresh_token_expiry !== undefined ? { refreshTokenExpiry: isoOrNull(body.refresh_token_expiry, 'refresh_token_expiry') ?? null } : {}),
+      ...(body.token_expiry !== undefined
+        ? { tokenExpiry: isoOrNull(body.token_expiry, 'token_expiry') ?? null }
+        : {}),
+      ...(body.refresh_token_expiry !== undefined
+        ? { refreshTokenExpiry: isoOrNull(body.refresh_token_expiry, 'refresh_token_expiry') ?? null }
+        : {}),
     });
     if (body.active !== undefined) await deps.runtime.evict(Number(row.id));
     return sendJson(reply, 200, await render(updated!, false));
@@ -237,10 +298,16 @@ export function registerAccountRoutes(app: FastifyInstance, deps: ServerDeps): v
   // Account bearer tokens, minted with the API key.
   app.post('/v1/accounts/:account/tokens', async (request, reply) => {
     const { principal, accounts } = await accountsOf(deps, request, reply);
-    if (principal.kind !== 'api_key') throw new CloudmuxError('forbidden', 'Minting tokens needs the application API key.');
-    if (accounts.length !== 1) throw new CloudmuxError('invalid_parameters', 'This endpoint takes a single account id.');
+    if (principal.kind !== 'api_key')
+      throw new CloudmuxError('forbidden', 'Minting tokens needs the application API key.');
+    if (accounts.length !== 1)
+      throw new CloudmuxError('invalid_parameters', 'This endpoint takes a single account id.');
     const body = parseBody(request.body, tokenBody);
-    const token = await deps.store.createAccountToken(principal.app.id, Number(accounts[0]!.id), body.expires_in);
+    const token = await deps.store.createAccountToken(
+      principal.app.id,
+      Number(accounts[0]!.id),
+      body.expires_in,
+    );
     return sendJson(reply, 201, {
       access_token: token,
       token_type: 'Bearer',
@@ -251,8 +318,13 @@ export function registerAccountRoutes(app: FastifyInstance, deps: ServerDeps): v
 
   app.delete('/v1/accounts/:account/tokens/:token', async (request, reply) => {
     const { principal, accounts } = await accountsOf(deps, request, reply);
-    if (accounts.length !== 1) throw new CloudmuxError('invalid_parameters', 'This endpoint takes a single account id.');
-    const revoked = await deps.store.revokeAccountToken(principal.app.id, Number(accounts[0]!.id), (request.params as { token: string }).token);
+    if (accounts.length !== 1)
+      throw new CloudmuxError('invalid_parameters', 'This endpoint takes a single account id.');
+    const revoked = await deps.store.revokeAccountToken(
+      principal.app.id,
+      Number(accounts[0]!.id),
+      (request.params as { token: string }).token,
+    );
     if (!revoked) throw new CloudmuxError('not_found', 'Token not found.');
     return reply.status(204).send();
   });
@@ -260,23 +332,38 @@ export function registerAccountRoutes(app: FastifyInstance, deps: ServerDeps): v
   // §1.5 token verification: invalid tokens are a 400, which the SDKs read as "invalid token".
   app.get('/v1/oauth/token', async (request, reply) => {
     const auth = parseAuthorization(request.headers.authorization);
-    if (!auth || auth.scheme !== 'bearer') throw new CloudmuxError('bad_request', 'A Bearer token is required.');
+    if (auth?.scheme !== 'bearer') throw new CloudmuxError('bad_request', 'A Bearer token is required.');
     const resolved = await deps.store.resolveAccountToken(auth.value.split(',')[0]!.trim());
     if (!resolved) throw new CloudmuxError('bad_request', 'The token is invalid, expired or revoked.');
     const account = await deps.store.getAccount(resolved.appId, resolved.accountId);
-    return sendJson(reply, 200, { client_id: resolved.appId, account_id: resolved.accountId, scope: account?.effective_scope ?? '', token_type: 'Bearer' });
+    return sendJson(reply, 200, {
+      client_id: resolved.appId,
+      account_id: resolved.accountId,
+      scope: account?.effective_scope ?? '',
+      token_type: 'Bearer',
+    });
   });
 
   // §2.4 the services the widgets list (no auth).
   app.get('/v1/public/services', async (request, reply) => {
     const query = request.query as Record<string, unknown>;
-    const apis = firstValue(query.apis)?.split(',').map((a) => a.trim()).filter(Boolean);
+    const apis = firstValue(query.apis)
+      ?.split(',')
+      .map((a) => a.trim())
+      .filter(Boolean);
     const withProperties = parseBool(query.retrieve_properties, 'retrieve_properties') ?? true;
     const objects = deps.registry
       .all()
       .filter((d) => !apis || apis.some((a) => d.apis.includes(a as never)))
       .map((d) => publicService(d, withProperties));
-    return sendJson(reply, 200, { count: objects.length, page: 1, next_page: null, objects, type: 'object_list', api: 'core' });
+    return sendJson(reply, 200, {
+      count: objects.length,
+      page: 1,
+      next_page: null,
+      objects,
+      type: 'object_list',
+      api: 'core',
+    });
   });
 }
 
@@ -285,7 +372,15 @@ export function publicService(definition: AnyConnectorDefinition, withProperties
   const result = (value: boolean) => [{ admin: false, result: value }];
   const capabilities: Record<string, Array<{ admin: boolean; result: boolean }>> = {};
   if (definition.apis.includes('storage')) {
-    for (const op of ['folders.list', 'folders.read', 'folders.create', 'files.read', 'files.create', 'files.delete', 'links.create']) {
+    for (const op of [
+      'folders.list',
+      'folders.read',
+      'folders.create',
+      'files.read',
+      'files.create',
+      'files.delete',
+      'links.create',
+    ]) {
       capabilities[`storage.${op}`] = result(true);
     }
   }

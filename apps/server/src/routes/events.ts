@@ -24,23 +24,31 @@ const ACTION_SYMBOLS: Record<string, string> = {
 export function registerEventsRoutes(app: FastifyInstance, deps: ServerDeps): void {
   app.get('/v1/accounts/:account/events/latest', async (request, reply) => {
     const { accounts } = await accountsOf(deps, request, reply);
-    if (accounts.length !== 1) throw new CloudmuxError('invalid_parameters', 'This endpoint takes a single account id.');
+    if (accounts.length !== 1)
+      throw new CloudmuxError('invalid_parameters', 'This endpoint takes a single account id.');
     return sendJson(reply, 200, { cursor: await deps.journal.latest(Number(accounts[0]!.id)) });
   });
 
   app.get('/v1/accounts/:account/events', async (request, reply) => {
     const { accounts } = await accountsOf(deps, request, reply);
-    if (accounts.length !== 1) throw new CloudmuxError('invalid_parameters', 'This endpoint takes a single account id.');
+    if (accounts.length !== 1)
+      throw new CloudmuxError('invalid_parameters', 'This endpoint takes a single account id.');
     const account = accounts[0]!;
     const query = request.query as Record<string, unknown>;
     const cursorText = firstValue(query.cursor);
     if (cursorText !== undefined && cursorText !== '' && !/^\d{1,15}$/.test(cursorText)) {
-      throw new CloudmuxError('invalid_parameters', 'cursor must be an integer from events/latest or a previous events page.');
+      throw new CloudmuxError(
+        'invalid_parameters',
+        'cursor must be an integer from events/latest or a previous events page.',
+      );
     }
     const cursor = cursorText ? Number(cursorText) : 0;
     // A cursor this server never handed out (beyond the newest event) is the client's mistake.
     if (cursor > 0 && cursor > (await deps.journal.latest(Number(account.id)))) {
-      throw new CloudmuxError('invalid_parameters', 'cursor is newer than the latest event; use events/latest.');
+      throw new CloudmuxError(
+        'invalid_parameters',
+        'cursor is newer than the latest event; use events/latest.',
+      );
     }
     const pageSize = parsePageSize(query.page_size, 100);
     const rawData = parseBool(request.headers['x-kloudless-raw-data'], 'X-Kloudless-Raw-Data') ?? false;

@@ -4,7 +4,12 @@
  * `storage/convert_id` turn upstream ids into Kloudless ids.
  */
 import type { Readable } from 'node:stream';
-import { CloudmuxError, type StorageApi, filterForwardedHeaders, resolvePassThroughUrl } from '@cloudmux/core';
+import {
+  CloudmuxError,
+  filterForwardedHeaders,
+  resolvePassThroughUrl,
+  type StorageApi,
+} from '@cloudmux/core';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import * as z from 'zod';
 import type { ServerDeps } from '../http/deps.js';
@@ -15,7 +20,16 @@ import type { AccountRow } from '../store/store.js';
 import { sendJson } from './util.js';
 
 /** Response headers that describe our hop, not the upstream resource (RFC 9110 §7.6.1). */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+]);
 const METHOD_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}$/;
 
 function single(request: FastifyRequest, name: string): string | undefined {
@@ -23,9 +37,14 @@ function single(request: FastifyRequest, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-async function oneAccount(deps: ServerDeps, request: FastifyRequest, reply: Parameters<typeof accountsOf>[2]): Promise<AccountRow> {
+async function oneAccount(
+  deps: ServerDeps,
+  request: FastifyRequest,
+  reply: Parameters<typeof accountsOf>[2],
+): Promise<AccountRow> {
   const { accounts } = await accountsOf(deps, request, reply);
-  if (accounts.length !== 1) throw new CloudmuxError('invalid_parameters', 'This endpoint takes a single account id.');
+  if (accounts.length !== 1)
+    throw new CloudmuxError('invalid_parameters', 'This endpoint takes a single account id.');
   return accounts[0]!;
 }
 
@@ -34,17 +53,25 @@ export function registerRawRoutes(app: FastifyInstance, deps: ServerDeps): void 
     const account = await oneAccount(deps, request, reply);
     const runtime = await deps.runtime.forAccount(account, requestScope(request));
     const spec = runtime.definition.passThrough;
-    if (!spec) throw new CloudmuxError('not_implemented', `Pass-through requests are not supported for ${runtime.definition.name}.`);
+    if (!spec)
+      throw new CloudmuxError(
+        'not_implemented',
+        `Pass-through requests are not supported for ${runtime.definition.name}.`,
+      );
     const rawUri = single(request, 'x-kloudless-raw-uri');
     if (!rawUri) throw new CloudmuxError('bad_request', 'The X-Kloudless-Raw-URI header is required.');
     const method = (single(request, 'x-kloudless-raw-method') ?? 'GET').toUpperCase();
-    if (!METHOD_RE.test(method) || method === 'CONNECT') throw new CloudmuxError('bad_request', 'Invalid X-Kloudless-Raw-Method.');
+    if (!METHOD_RE.test(method) || method === 'CONNECT')
+      throw new CloudmuxError('bad_request', 'Invalid X-Kloudless-Raw-Method.');
     const credentials = runtime.definition.credentials.parse(deps.store.decryptCredentials(account));
     const target = resolvePassThroughUrl(spec, rawUri, credentials);
 
     const headers = filterForwardedHeaders(request.headers as Record<string, string | string[] | undefined>);
     // The body is whatever the client sent (streamed, any size); GET/HEAD without one send none.
-    const hasBody = request.headers['content-length'] !== undefined ? request.headers['content-length'] !== '0' : request.headers['transfer-encoding'] !== undefined;
+    const hasBody =
+      request.headers['content-length'] !== undefined
+        ? request.headers['content-length'] !== '0'
+        : request.headers['transfer-encoding'] !== undefined;
     const contentLength = request.headers['content-length'];
     if (hasBody && contentLength !== undefined) headers['content-length'] = String(contentLength);
     let upstream: { status: number; headers: Record<string, unknown>; data: Readable };
@@ -77,16 +104,26 @@ export function registerRawRoutes(app: FastifyInstance, deps: ServerDeps): void 
     return reply.send(upstream.data);
   });
 
-  const encodeBody = z.looseObject({ id: z.string().min(1).max(8192), type: z.enum(['file', 'folder']).optional() });
+  const encodeBody = z.looseObject({
+    id: z.string().min(1).max(8192),
+    type: z.enum(['file', 'folder']).optional(),
+  });
 
   // API overview "Raw Data -> Kloudless ID": per-service attributes, `root` and `trash` special ids.
   app.post('/v1/accounts/:account/encode_raw_id', async (request, reply) => {
     const account = await oneAccount(deps, request, reply);
     const body = parseBody(request.body, encodeBody);
-    return sendJson(reply, 200, { id: await encodeRawId(deps, request, account, body), api: 'core', type: 'kloudless_id' });
+    return sendJson(reply, 200, {
+      id: await encodeRawId(deps, request, account, body),
+      api: 'core',
+      type: 'kloudless_id',
+    });
   });
 
-  const convertBody = z.looseObject({ raw_id: z.string().min(1).max(8192), type: z.enum(['file', 'folder']).optional() });
+  const convertBody = z.looseObject({
+    raw_id: z.string().min(1).max(8192),
+    type: z.enum(['file', 'folder']).optional(),
+  });
   // The older form (py1 `Account.convert`): `{raw_id, type}`.
   app.post('/v1/accounts/:account/storage/convert_id', async (request, reply) => {
     const account = await oneAccount(deps, request, reply);
@@ -106,23 +143,43 @@ async function encodeRawId(
   const { definition } = runtime;
   const storage = runtime.instance.storage as StorageApi | undefined;
   if (body.id === 'root' || body.id === 'trash') {
-    if (body.id === 'trash' && storage && storage.trashRawId === undefined) throw new CloudmuxError('not_found', 'This service has no trash.');
+    if (body.id === 'trash' && storage && storage.trashRawId === undefined)
+      throw new CloudmuxError('not_found', 'This service has no trash.');
     return body.id;
   }
   let rawId = body.id;
   if (definition.rawId) {
     const parsed = definition.rawId.attributes.safeParse(body);
     if (!parsed.success) {
-      throw new CloudmuxError('invalid_parameters', `Invalid attributes for ${definition.service}: ${parsed.error.issues.map((i: { path: PropertyKey[]; message: string }) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}`);
+      throw new CloudmuxError(
+        'invalid_parameters',
+        `Invalid attributes for ${definition.service}: ${parsed.error.issues.map((i: { path: PropertyKey[]; message: string }) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}`,
+      );
     }
     rawId = definition.rawId.toRawId(parsed.data as Record<string, unknown>);
   }
-  if (!storage) return deps.ids.encode({ accountId: Number(account.id), service: account.service, type: 'object', rawId });
-  const ids = new AccountIds(deps.ids, Number(account.id), account.service, storage.rootRawId, storage.trashRawId);
+  if (!storage)
+    return deps.ids.encode({
+      accountId: Number(account.id),
+      service: account.service,
+      type: 'object',
+      rawId,
+    });
+  const ids = new AccountIds(
+    deps.ids,
+    Number(account.id),
+    account.service,
+    storage.rootRawId,
+    storage.trashRawId,
+  );
   // Ids are typed (a folder id is not a file id): use the type the client gives, else ask the service.
   let type = body.type;
   if (!type) {
-    const asFile = await storage.get(rawId, 'file').catch((err: unknown) => (err instanceof CloudmuxError && err.code === 'not_found' ? null : Promise.reject(err)));
+    const asFile = await storage
+      .get(rawId, 'file')
+      .catch((err: unknown) =>
+        err instanceof CloudmuxError && err.code === 'not_found' ? null : Promise.reject(err),
+      );
     if (asFile) type = 'file';
     else {
       await storage.get(rawId, 'folder');

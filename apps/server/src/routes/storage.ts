@@ -3,13 +3,13 @@
  * bodies are decrypted with the account's id codec; objects go out through `renderItem`.
  */
 import {
-  CloudmuxError,
-  type NetworkGuard,
-  type StorageItem,
-  createNetworkGuard,
-  type StorageItemType,
   assertPageExists,
+  CloudmuxError,
+  createNetworkGuard,
+  type NetworkGuard,
   pageResource,
+  type StorageItem,
+  type StorageItemType,
   seekPage,
   uploadMetadataSchema,
   validateItemName,
@@ -28,9 +28,9 @@ import {
   parseRange,
 } from '../http/params.js';
 import { type StorageScope, storageRuntimeFor, storageScope, targetAccount } from '../http/scope.js';
+import { type ConflictMode, copyAcross, copyWithin, uploadWithMode } from '../storage-ops.js';
 import { renderTask } from '../tasks.js';
 import { fetchSource, parseSourceUrl } from '../url-source.js';
-import { type ConflictMode, copyAcross, copyWithin, uploadWithMode } from '../storage-ops.js';
 import { sendJson } from './util.js';
 
 const idParam = z.string().min(1).max(8192);
@@ -59,7 +59,10 @@ function parentRawId(scope: StorageScope, id: string): string {
     return scope.ids.decode(id, 'folder');
   } catch (err) {
     if (err instanceof CloudmuxError && err.code === 'not_found') {
-      throw new CloudmuxError('invalid_parent_folder', 'The parent_id does not name a folder of this account.');
+      throw new CloudmuxError(
+        'invalid_parent_folder',
+        'The parent_id does not name a folder of this account.',
+      );
     }
     throw err;
   }
@@ -80,7 +83,12 @@ async function asParentError<T>(promise: Promise<T>): Promise<T> {
 /** Encodes a connector's conflicting raw id into the client-facing `conflicting_resource_id`. */
 function withConflictId(scope: Pick<StorageScope, 'ids'>, type: StorageItemType) {
   return (err: unknown): never => {
-    if (err instanceof CloudmuxError && err.code === 'naming_conflict' && err.conflictingRawId && !err.conflictingResourceId) {
+    if (
+      err instanceof CloudmuxError &&
+      err.code === 'naming_conflict' &&
+      err.conflictingRawId &&
+      !err.conflictingResourceId
+    ) {
       err.conflictingResourceId = scope.ids.encode(type, err.conflictingRawId);
     }
     throw err;
@@ -107,7 +115,10 @@ function recordEvent(
   item: StorageItem | { rawId: string; type: string },
   previousRawId?: string,
 ) {
-  return deps.journal.record(Number(scope.account.id), action, item, { ip: request.ip, ...(previousRawId !== undefined ? { previousRawId } : {}) });
+  return deps.journal.record(Number(scope.account.id), action, item, {
+    ip: request.ip,
+    ...(previousRawId !== undefined ? { previousRawId } : {}),
+  });
 }
 
 export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): void {
@@ -134,12 +145,27 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
         rawData: scope.rawData,
       };
       if (isAsync(request)) {
-        return sendJson(reply, 202, renderTask(await deps.tasks.enqueue({ appId: scope.principal.app.id, accountId: plan.accountId, kind: 'storage.upload_url', params: { ...plan } })));
+        return sendJson(
+          reply,
+          202,
+          renderTask(
+            await deps.tasks.enqueue({
+              appId: scope.principal.app.id,
+              accountId: plan.accountId,
+              kind: 'storage.upload_url',
+              params: { ...plan },
+            }),
+          ),
+        );
       }
       const result = await executeUrlUpload(deps, plan, request.ip);
       return sendJson(reply, result.status, result.body);
     }
-    const meta = parseJsonHeader(request.headers['x-kloudless-metadata'], 'X-Kloudless-Metadata', uploadMetadataSchema);
+    const meta = parseJsonHeader(
+      request.headers['x-kloudless-metadata'],
+      'X-Kloudless-Metadata',
+      uploadMetadataSchema,
+    );
     validateItemName(meta.name);
     const parent = parentRawId(scope, meta.parent_id);
     const item = await asParentError(
@@ -201,14 +227,27 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
     const id = (request.params as { id: string }).id;
     const rawId = scope.ids.decode(id, 'folder');
     const query = request.query as Record<string, unknown>;
-    const pageSize = parsePageSize(query.page_size, scope.runtime.definition.policies.pagination.defaultPageSize);
-    const context = { accountId: Number(scope.account.id), resource: pageResource(`folders/${rawId}/contents`), pageSize };
+    const pageSize = parsePageSize(
+      query.page_size,
+      scope.runtime.definition.policies.pagination.defaultPageSize,
+    );
+    const context = {
+      accountId: Number(scope.account.id),
+      resource: pageResource(`folders/${rawId}/contents`),
+      pageSize,
+    };
     const position = deps.pages.parse(firstValue(query.page), context);
-    const page = await seekPage(position, (cursor) => scope.storage.list(rawId, { pageSize, ...(cursor ? { cursor } : {}) }));
-    assertPageExists(position, { itemCount: page.items.length, ...(page.total !== undefined ? { total: page.total } : {}) }, pageSize);
+    const page = await seekPage(position, (cursor) =>
+      scope.storage.list(rawId, { pageSize, ...(cursor ? { cursor } : {}) }),
+    );
+    assertPageExists(
+      position,
+      { itemCount: page.items.length, ...(page.total !== undefined ? { total: page.total } : {}) },
+      pageSize,
+    );
     return sendJson(reply, 200, {
       count: page.items.length,
-      page: position.source === 'token' ? firstValue(query.page) ?? null : position.page,
+      page: position.source === 'token' ? (firstValue(query.page) ?? null) : position.page,
       next_page: deps.pages.next(context, position.page, page.cursor),
       objects: page.items.map((item) => render(scope, deps, item)),
       ...(page.total !== undefined ? { total: page.total } : {}),
@@ -221,7 +260,8 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
     const scope = await storageScope(deps, request, reply);
     const body = parseBody(request.body, createFolderBody);
     validateItemName(body.name);
-    const conflictIfExists = parseBool((request.query as Record<string, unknown>).conflict_if_exists, 'conflict_if_exists') ?? false;
+    const conflictIfExists =
+      parseBool((request.query as Record<string, unknown>).conflict_if_exists, 'conflict_if_exists') ?? false;
     const parent = parentRawId(scope, body.parent_id);
     try {
       const item = await asParentError(scope.storage.createFolder(parent, body.name));
@@ -230,7 +270,8 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
     } catch (err) {
       if (!(err instanceof CloudmuxError) || err.code !== 'naming_conflict') throw err;
       const existing = await scope.storage.lookup(parent, body.name);
-      if (conflictIfExists || !existing || existing.type !== 'folder') withConflictId(scope, existing?.type ?? 'folder')(err);
+      if (conflictIfExists || !existing || existing.type !== 'folder')
+        withConflictId(scope, existing?.type ?? 'folder')(err);
       // conflict_if_exists=false: Kloudless returned the existing folder.
       return sendJson(reply, 200, render(scope, deps, existing!));
     }
@@ -239,7 +280,8 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
   app.delete(`${prefix}/folders/:id`, async (request, reply) => {
     const scope = await storageScope(deps, request, reply);
     const rawId = scope.ids.decode((request.params as { id: string }).id, 'folder');
-    if (rawId === scope.storage.rootRawId) throw new CloudmuxError('forbidden', 'The root folder cannot be deleted.');
+    if (rawId === scope.storage.rootRawId)
+      throw new CloudmuxError('forbidden', 'The root folder cannot be deleted.');
     const query = request.query as Record<string, unknown>;
     const recursive = parseBool(query.recursive, 'recursive') ?? false;
     const permanent = parseBool(query.permanent, 'permanent') ?? false;
@@ -247,7 +289,18 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
     // Only large (recursive) deletes run as tasks; a plain one answers folder_not_empty at once.
     if (recursive && isAsync(request)) {
       await scope.storage.get(rawId, 'folder');
-      return sendJson(reply, 202, renderTask(await deps.tasks.enqueue({ appId: scope.principal.app.id, accountId: plan.accountId, kind: 'storage.delete_folder', params: plan })));
+      return sendJson(
+        reply,
+        202,
+        renderTask(
+          await deps.tasks.enqueue({
+            appId: scope.principal.app.id,
+            accountId: plan.accountId,
+            kind: 'storage.delete_folder',
+            params: plan,
+          }),
+        ),
+      );
     }
     await executeFolderDelete(deps, plan, request.ip);
     return reply.status(204).send();
@@ -260,15 +313,18 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
     const rawId = scope.ids.decode((request.params as { id: string }).id, type);
     const body = parseBody(request.body, moveBody);
     if (body.name !== undefined) validateItemName(body.name);
-    if (rawId === scope.storage.rootRawId) throw new CloudmuxError('forbidden', 'The root folder cannot be renamed or moved.');
+    if (rawId === scope.storage.rootRawId)
+      throw new CloudmuxError('forbidden', 'The root folder cannot be renamed or moved.');
     if (body.account !== undefined && String(body.account) !== String(scope.account.id)) {
       // Cross-account move: stream a copy into the target account, then delete the source.
       const target = await targetAccount(deps, request, reply, scope.principal, body.account);
       const source = await scope.storage.get(rawId, type);
-      const parent = body.parent_id ? parentRawId({ ...scope, ...target }, body.parent_id) : target.storage.rootRawId;
-      const moved = await asParentError(copyAcross(scope.storage, rawId, type, target.storage, parent, body.name ?? source.name, 'fail')).catch(
-        withConflictId(target, type),
-      );
+      const parent = body.parent_id
+        ? parentRawId({ ...scope, ...target }, body.parent_id)
+        : target.storage.rootRawId;
+      const moved = await asParentError(
+        copyAcross(scope.storage, rawId, type, target.storage, parent, body.name ?? source.name, 'fail'),
+      ).catch(withConflictId(target, type));
       await scope.storage.delete(rawId, type, { recursive: true, permanent: true });
       await recordEvent(deps, request, scope, 'delete', { rawId, type });
       await deps.journal.record(Number(target.account.id), 'add', moved, { ip: request.ip });
@@ -276,7 +332,10 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
     }
     const parent = body.parent_id !== undefined ? parentRawId(scope, body.parent_id) : undefined;
     const item = await asParentError(
-      scope.storage.move(rawId, type, { ...(parent !== undefined ? { parentRawId: parent } : {}), ...(body.name !== undefined ? { name: body.name } : {}) }),
+      scope.storage.move(rawId, type, {
+        ...(parent !== undefined ? { parentRawId: parent } : {}),
+        ...(body.name !== undefined ? { name: body.name } : {}),
+      }),
     ).catch(withConflictId(scope, type));
     await recordEvent(deps, request, scope, parent !== undefined ? 'move' : 'rename', item, rawId);
     return sendJson(reply, 200, render(scope, deps, item));
@@ -287,7 +346,13 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
     const rawId = scope.ids.decode((request.params as { id: string }).id, type);
     const body = parseBody(request.body, copyBody);
     if (body.name !== undefined) validateItemName(body.name);
-    const plan: CopyPlan = { accountId: Number(scope.account.id), type, rawId, mode: conflictMode(request), rawData: scope.rawData };
+    const plan: CopyPlan = {
+      accountId: Number(scope.account.id),
+      type,
+      rawId,
+      mode: conflictMode(request),
+      rawData: scope.rawData,
+    };
     if (body.name !== undefined) plan.name = body.name;
     let target = scope as Omit<StorageScope, 'principal'>;
     if (body.account !== undefined && String(body.account) !== String(scope.account.id)) {
@@ -296,7 +361,19 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
       plan.targetAccountId = Number(target.account.id);
     }
     if (body.parent_id) plan.parentRawId = parentRawId({ ...scope, ...target }, body.parent_id);
-    if (isAsync(request)) return sendJson(reply, 202, renderTask(await deps.tasks.enqueue({ appId: scope.principal.app.id, accountId: plan.accountId, kind: 'storage.copy', params: { ...plan } })));
+    if (isAsync(request))
+      return sendJson(
+        reply,
+        202,
+        renderTask(
+          await deps.tasks.enqueue({
+            appId: scope.principal.app.id,
+            accountId: plan.accountId,
+            kind: 'storage.copy',
+            params: { ...plan },
+          }),
+        ),
+      );
     const result = await executeCopy(deps, plan, request.ip);
     return sendJson(reply, result.status, result.body);
   }
@@ -321,20 +398,26 @@ async function accountRow(deps: ServerDeps, id: number) {
 }
 
 export async function executeCopy(deps: ServerDeps, plan: CopyPlan, ip: string | null = null) {
-  const source = await storageRuntimeFor(deps, await accountRow(deps, plan.accountId), { rawData: plan.rawData });
+  const source = await storageRuntimeFor(deps, await accountRow(deps, plan.accountId), {
+    rawData: plan.rawData,
+  });
   const item = await source.storage.get(plan.rawId, plan.type);
   const name = plan.name ?? item.name;
   if (plan.targetAccountId !== undefined) {
-    const target = await storageRuntimeFor(deps, await accountRow(deps, plan.targetAccountId), { rawData: plan.rawData });
+    const target = await storageRuntimeFor(deps, await accountRow(deps, plan.targetAccountId), {
+      rawData: plan.rawData,
+    });
     const parent = plan.parentRawId ?? target.storage.rootRawId;
-    const copied = await asParentError(copyAcross(source.storage, plan.rawId, plan.type, target.storage, parent, name, plan.mode)).catch(
-      withConflictId(target, plan.type),
-    );
+    const copied = await asParentError(
+      copyAcross(source.storage, plan.rawId, plan.type, target.storage, parent, name, plan.mode),
+    ).catch(withConflictId(target, plan.type));
     await deps.journal.record(plan.targetAccountId, 'add', copied, { ip });
     return { status: 201, body: render(target, deps, copied) };
   }
   const parent = plan.parentRawId ?? item.parentRawId ?? source.storage.rootRawId;
-  const copied = await asParentError(copyWithin(source.storage, plan.rawId, plan.type, parent, name, plan.mode)).catch(withConflictId(source, plan.type));
+  const copied = await asParentError(
+    copyWithin(source.storage, plan.rawId, plan.type, parent, name, plan.mode),
+  ).catch(withConflictId(source, plan.type));
   await deps.journal.record(plan.accountId, 'copy', copied, { ip });
   return { status: 201, body: render(source, deps, copied) };
 }
@@ -347,11 +430,15 @@ export async function executeFolderDelete(
 ) {
   const scope = await storageRuntimeFor(deps, await accountRow(deps, plan.accountId));
   try {
-    await scope.storage.delete(plan.rawId, 'folder', { recursive: plan.recursive, permanent: plan.permanent });
+    await scope.storage.delete(plan.rawId, 'folder', {
+      recursive: plan.recursive,
+      permanent: plan.permanent,
+    });
   } catch (err) {
     // A resumed delete task may find the folder already gone: that is the outcome asked for. A
     // request for a folder that does not exist is still a 404.
-    if (!(err instanceof CloudmuxError && err.code === 'not_found' && plan.recursive && options.task)) throw err;
+    if (!(err instanceof CloudmuxError && err.code === 'not_found' && plan.recursive && options.task))
+      throw err;
   }
   await deps.journal.record(plan.accountId, 'delete', { rawId: plan.rawId, type: 'folder' }, { ip });
   return { status: 204, body: null };
@@ -361,7 +448,10 @@ export async function executeFolderDelete(
 function isAsync(request: FastifyRequest): boolean {
   const header = request.headers['x-kloudless-async'];
   const returnType = (request.query as Record<string, unknown>).return_type;
-  return parseBool(Array.isArray(header) ? header[0] : header, 'X-Kloudless-Async') === true || firstValue(returnType) === 'task';
+  return (
+    parseBool(Array.isArray(header) ? header[0] : header, 'X-Kloudless-Async') === true ||
+    firstValue(returnType) === 'task'
+  );
 }
 
 interface UrlUploadPlan {
@@ -391,10 +481,15 @@ function urlGuard(deps: ServerDeps): NetworkGuard {
 }
 
 export async function executeUrlUpload(deps: ServerDeps, plan: UrlUploadPlan, ip: string | null = null) {
-  const scope = await storageRuntimeFor(deps, await accountRow(deps, plan.accountId), { rawData: plan.rawData });
+  const scope = await storageRuntimeFor(deps, await accountRow(deps, plan.accountId), {
+    rawData: plan.rawData,
+  });
   const source = await fetchSource(plan.url, urlGuard(deps));
   const item = await asParentError(
-    uploadWithMode(scope.storage, plan.parentRawId, plan.name, source.stream, plan.mode, { size: source.size, mimeType: source.contentType }),
+    uploadWithMode(scope.storage, plan.parentRawId, plan.name, source.stream, plan.mode, {
+      size: source.size,
+      mimeType: source.contentType,
+    }),
   )
     .catch(withConflictId(scope, 'file'))
     .finally(() => source.stream.destroy());
@@ -403,17 +498,31 @@ export async function executeUrlUpload(deps: ServerDeps, plan: UrlUploadPlan, ip
 }
 
 export function registerStorageTasks(deps: ServerDeps): void {
-  deps.tasks.register('storage.upload_url', { idempotent: false, run: (params) => executeUrlUpload(deps, params as unknown as UrlUploadPlan) });
-  deps.tasks.register('storage.copy', { idempotent: false, run: (params) => executeCopy(deps, params as unknown as CopyPlan) });
+  deps.tasks.register('storage.upload_url', {
+    idempotent: false,
+    run: (params) => executeUrlUpload(deps, params as unknown as UrlUploadPlan),
+  });
+  deps.tasks.register('storage.copy', {
+    idempotent: false,
+    run: (params) => executeCopy(deps, params as unknown as CopyPlan),
+  });
   deps.tasks.register('storage.delete_folder', {
     idempotent: true,
     run: (params) =>
-      executeFolderDelete(deps, params as unknown as Parameters<typeof executeFolderDelete>[1], null, { task: true }),
+      executeFolderDelete(deps, params as unknown as Parameters<typeof executeFolderDelete>[1], null, {
+        task: true,
+      }),
   });
 }
 
 /** Streams a file's bytes, honouring one `Range: bytes=` range (206) or serving it whole. */
-export async function sendContents(request: FastifyRequest, reply: FastifyReply, scope: Pick<StorageScope, 'storage'>, rawId: string, options: { disposition?: 'attachment' | 'inline' } = {}): Promise<void> {
+export async function sendContents(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  scope: Pick<StorageScope, 'storage'>,
+  rawId: string,
+  options: { disposition?: 'attachment' | 'inline' } = {},
+): Promise<void> {
   const range = parseRange(typeof request.headers.range === 'string' ? request.headers.range : undefined);
   let meta: StorageItem | undefined;
   let wanted: { start: number; end?: number } | undefined;
@@ -426,7 +535,10 @@ export async function sendContents(request: FastifyRequest, reply: FastifyReply,
         wanted = { start: Math.max(0, size - range.suffix) };
       } else {
         if (range.start >= size) throw unsatisfiable(size);
-        wanted = { start: range.start, ...(range.end !== undefined ? { end: Math.min(range.end, size - 1) } : {}) };
+        wanted = {
+          start: range.start,
+          ...(range.end !== undefined ? { end: Math.min(range.end, size - 1) } : {}),
+        };
       }
       if (size === 0) wanted = undefined;
     }
@@ -436,7 +548,10 @@ export async function sendContents(request: FastifyRequest, reply: FastifyReply,
   const name = meta?.name ?? 'download';
   reply.header('accept-ranges', 'bytes');
   reply.header('content-type', result.contentType ?? meta?.mimeType ?? 'application/octet-stream');
-  reply.header('content-disposition', `${options.disposition ?? 'attachment'}; filename*=UTF-8''${encodeURIComponent(name)}`);
+  reply.header(
+    'content-disposition',
+    `${options.disposition ?? 'attachment'}; filename*=UTF-8''${encodeURIComponent(name)}`,
+  );
   if (result.range) {
     reply.status(206);
     reply.header('content-range', `bytes ${result.range.start}-${result.range.end}/${result.range.total}`);

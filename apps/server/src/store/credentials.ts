@@ -22,7 +22,9 @@ export class SqlCredentialStore implements CredentialStore {
     return {
       version: row.credentials_version,
       credentials: this.store.decryptCredentials(row),
-      ...(row.active === 0 && row.inactive_reason ? { inactive: { reason: row.inactive_reason, at: Date.parse(row.modified) } } : {}),
+      ...(row.active === 0 && row.inactive_reason
+        ? { inactive: { reason: row.inactive_reason, at: Date.parse(row.modified) } }
+        : {}),
     };
   }
 
@@ -33,7 +35,13 @@ export class SqlCredentialStore implements CredentialStore {
       .set({ refresh_lease_owner: owner, refresh_lease_until: now + ttlMs })
       .where('id', '=', Number(accountId))
       .where('credentials_version', '=', version)
-      .where((eb) => eb.or([eb('refresh_lease_owner', 'is', null), eb('refresh_lease_until', '<=', now), eb('refresh_lease_owner', '=', owner)]))
+      .where((eb) =>
+        eb.or([
+          eb('refresh_lease_owner', 'is', null),
+          eb('refresh_lease_until', '<=', now),
+          eb('refresh_lease_owner', '=', owner),
+        ]),
+      )
       .executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;
   }
@@ -47,10 +55,16 @@ export class SqlCredentialStore implements CredentialStore {
       .execute();
   }
 
-  async commit(accountId: string, expectedVersion: number, owner: string, credentials: CredentialFields): Promise<number | null> {
+  async commit(
+    accountId: string,
+    expectedVersion: number,
+    owner: string,
+    credentials: CredentialFields,
+  ): Promise<number | null> {
     const now = this.now();
     const id = Number(accountId);
-    const expiresAt = typeof credentials.expires_at === 'number' ? new Date(credentials.expires_at).toISOString() : null;
+    const expiresAt =
+      typeof credentials.expires_at === 'number' ? new Date(credentials.expires_at).toISOString() : null;
     const result = await this.db
       .updateTable('accounts')
       .set({
@@ -63,7 +77,13 @@ export class SqlCredentialStore implements CredentialStore {
       })
       .where('id', '=', id)
       .where('credentials_version', '=', expectedVersion)
-      .where((eb) => eb.or([eb('refresh_lease_owner', 'is', null), eb('refresh_lease_owner', '=', owner), eb('refresh_lease_until', '<=', now)]))
+      .where((eb) =>
+        eb.or([
+          eb('refresh_lease_owner', 'is', null),
+          eb('refresh_lease_owner', '=', owner),
+          eb('refresh_lease_until', '<=', now),
+        ]),
+      )
       .executeTakeFirst();
     return Number(result.numUpdatedRows) === 1 ? expectedVersion + 1 : null;
   }

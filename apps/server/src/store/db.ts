@@ -32,7 +32,8 @@ export async function openStore(options: OpenStoreOptions): Promise<StoreHandle>
   if (options.databaseUrl) {
     dialect = 'postgres';
     const schema = options.pgSchema;
-    if (schema && !/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error(`invalid PostgreSQL schema name: ${schema}`);
+    if (schema && !/^[a-z_][a-z0-9_]{0,62}$/.test(schema))
+      throw new Error(`invalid PostgreSQL schema name: ${schema}`);
     const pool = new pg.Pool({
       connectionString: options.databaseUrl,
       max: 10,
@@ -74,7 +75,9 @@ export async function openStore(options: OpenStoreOptions): Promise<StoreHandle>
   if (error) {
     await db.destroy();
     const failed = results?.find((r) => r.status === 'Error');
-    throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${(error as Error).message ?? String(error)}`);
+    throw new Error(
+      `database migration ${failed?.migrationName ?? ''} failed: ${(error as Error).message ?? String(error)}`,
+    );
   }
   return {
     db,

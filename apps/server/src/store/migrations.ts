@@ -20,12 +20,11 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
       async up(db: AnyDb) {
         const idType = serialId(dialect);
         const autoIncrement = dialect === 'sqlite';
-        const serial = (name: string) =>
-          (col: ReturnType<AnyDb['schema']['createTable']>) =>
-            col.addColumn(name, idType, (c) => {
-              const pk = c.primaryKey();
-              return autoIncrement ? pk.autoIncrement() : pk;
-            });
+        const serial = (name: string) => (col: ReturnType<AnyDb['schema']['createTable']>) =>
+          col.addColumn(name, idType, (c) => {
+            const pk = c.primaryKey();
+            return autoIncrement ? pk.autoIncrement() : pk;
+          });
         await db.schema
           .createTable('apps')
           .addColumn('id', 'text', (c) => c.primaryKey())
@@ -65,17 +64,25 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema
           .createTable('account_tokens')
           .addColumn('token_hash', 'text', (c) => c.primaryKey())
-          .addColumn('account_id', 'integer', (c) => c.notNull().references('accounts.id').onDelete('cascade'))
+          .addColumn('account_id', 'integer', (c) =>
+            c.notNull().references('accounts.id').onDelete('cascade'),
+          )
           .addColumn('app_id', 'text', (c) => c.notNull())
           .addColumn('created', 'text', (c) => c.notNull())
           .addColumn('expires_at', 'text')
           .execute();
-        await db.schema.createIndex('account_tokens_account').on('account_tokens').column('account_id').execute();
+        await db.schema
+          .createIndex('account_tokens_account')
+          .on('account_tokens')
+          .column('account_id')
+          .execute();
         await db.schema
           .createTable('links')
           .addColumn('id', 'text', (c) => c.primaryKey())
           .addColumn('app_id', 'text', (c) => c.notNull())
-          .addColumn('account_id', 'integer', (c) => c.notNull().references('accounts.id').onDelete('cascade'))
+          .addColumn('account_id', 'integer', (c) =>
+            c.notNull().references('accounts.id').onDelete('cascade'),
+          )
           .addColumn('raw_id', 'text', (c) => c.notNull())
           .addColumn('direct', 'integer', (c) => c.notNull().defaultTo(0))
           .addColumn('password_hash', 'text')
@@ -87,7 +94,9 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('links_account').on('links').columns(['account_id', 'created']).execute();
         await serial('id')(db.schema.createTable('multipart_sessions'))
           .addColumn('app_id', 'text', (c) => c.notNull())
-          .addColumn('account_id', 'integer', (c) => c.notNull().references('accounts.id').onDelete('cascade'))
+          .addColumn('account_id', 'integer', (c) =>
+            c.notNull().references('accounts.id').onDelete('cascade'),
+          )
           .addColumn('parent_raw_id', 'text', (c) => c.notNull())
           .addColumn('name', 'text', (c) => c.notNull())
           .addColumn('size', 'bigint')
@@ -101,14 +110,18 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
         await db.schema
           .createTable('multipart_parts')
-          .addColumn('session_id', 'integer', (c) => c.notNull().references('multipart_sessions.id').onDelete('cascade'))
+          .addColumn('session_id', 'integer', (c) =>
+            c.notNull().references('multipart_sessions.id').onDelete('cascade'),
+          )
           .addColumn('part_number', 'integer', (c) => c.notNull())
           .addColumn('size', 'bigint', (c) => c.notNull())
           .addColumn('path', 'text', (c) => c.notNull())
           .addPrimaryKeyConstraint('multipart_parts_pk', ['session_id', 'part_number'])
           .execute();
         await serial('id')(db.schema.createTable('events'))
-          .addColumn('account_id', 'integer', (c) => c.notNull().references('accounts.id').onDelete('cascade'))
+          .addColumn('account_id', 'integer', (c) =>
+            c.notNull().references('accounts.id').onDelete('cascade'),
+          )
           .addColumn('action', 'text', (c) => c.notNull())
           .addColumn('raw_id', 'text', (c) => c.notNull())
           .addColumn('item_type', 'text', (c) => c.notNull())
@@ -122,7 +135,9 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
           .createTable('tasks')
           .addColumn('id', 'text', (c) => c.primaryKey())
           .addColumn('app_id', 'text', (c) => c.notNull())
-          .addColumn('account_id', 'integer', (c) => c.notNull().references('accounts.id').onDelete('cascade'))
+          .addColumn('account_id', 'integer', (c) =>
+            c.notNull().references('accounts.id').onDelete('cascade'),
+          )
           .addColumn('kind', 'text', (c) => c.notNull())
           .addColumn('params', 'text', (c) => c.notNull())
           .addColumn('status', 'text', (c) => c.notNull())
@@ -150,7 +165,9 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
         await serial('id')(db.schema.createTable('webhook_outbox'))
           .addColumn('app_id', 'text', (c) => c.notNull())
-          .addColumn('webhook_id', 'integer', (c) => c.notNull().references('webhooks.id').onDelete('cascade'))
+          .addColumn('webhook_id', 'integer', (c) =>
+            c.notNull().references('webhooks.id').onDelete('cascade'),
+          )
           .addColumn('body', 'text', (c) => c.notNull())
           .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
           .addColumn('next_attempt_at', 'bigint', (c) => c.notNull())
@@ -158,7 +175,11 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
           .addColumn('delivered', 'integer', (c) => c.notNull().defaultTo(0))
           .addColumn('created', 'text', (c) => c.notNull())
           .execute();
-        await db.schema.createIndex('webhook_outbox_due').on('webhook_outbox').columns(['delivered', 'next_attempt_at']).execute();
+        await db.schema
+          .createIndex('webhook_outbox_due')
+          .on('webhook_outbox')
+          .columns(['delivered', 'next_attempt_at'])
+          .execute();
         await db.schema
           .createTable('meta')
           .addColumn('key', 'text', (c) => c.primaryKey())

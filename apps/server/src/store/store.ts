@@ -4,7 +4,7 @@
  * at rest (AES-256-GCM, AAD binds account id + field); API keys and bearer tokens are stored hashed.
  */
 import { randomBytes } from 'node:crypto';
-import { CloudmuxError, type SecretBox, generateToken, hashToken } from '@cloudmux/core';
+import { CloudmuxError, generateToken, hashToken, type SecretBox } from '@cloudmux/core';
 import type { Kysely, Selectable, Updateable } from 'kysely';
 import { nowIso } from './db.js';
 import type { AccountsTable, AppsTable, Database } from './schema.js';
@@ -36,7 +36,14 @@ export class Store {
     const settings: AppSettings = { redirect_uris: [], trusted_origins: [] };
     await this.db
       .insertInto('apps')
-      .values({ id, name, settings: JSON.stringify(settings), webhook_secret_enc: null, created: now, modified: now })
+      .values({
+        id,
+        name,
+        settings: JSON.stringify(settings),
+        webhook_secret_enc: null,
+        created: now,
+        modified: now,
+      })
       .execute();
     const apiKey = await this.createApiKey(id, 'default');
     return { app: (await this.getApp(id))!, apiKey: apiKey.key };
@@ -56,14 +63,25 @@ export class Store {
   }
 
   async updateAppSettings(appId: string, settings: AppSettings): Promise<void> {
-    await this.db.updateTable('apps').set({ settings: JSON.stringify(settings), modified: nowIso() }).where('id', '=', appId).execute();
+    await this.db
+      .updateTable('apps')
+      .set({ settings: JSON.stringify(settings), modified: nowIso() })
+      .where('id', '=', appId)
+      .execute();
   }
 
   async createApiKey(appId: string, label: string | null = null): Promise<{ id: number; key: string }> {
     const key = generateToken(API_KEY_PREFIX);
     const row = await this.db
       .insertInto('api_keys')
-      .values({ app_id: appId, key_hash: hashToken(key), key_prefix: key.slice(0, API_KEY_PREFIX.length + 6), label, created: nowIso(), revoked: null })
+      .values({
+        app_id: appId,
+        key_hash: hashToken(key),
+        key_prefix: key.slice(0, API_KEY_PREFIX.length + 6),
+        label,
+        created: nowIso(),
+        revoked: null,
+      })
       .returning('id')
       .executeTakeFirstOrThrow();
     return { id: Number(row.id), key };
@@ -80,8 +98,14 @@ export class Store {
 
   /** Revokes a key by its numeric id or its full value; returns whether one was revoked. */
   async revokeApiKey(appId: string, idOrKey: string): Promise<boolean> {
-    let query = this.db.updateTable('api_keys').set({ revoked: nowIso() }).where('app_id', '=', appId).where('revoked', 'is', null);
-    query = /^\d+$/.test(idOrKey) ? query.where('id', '=', Number(idOrKey)) : query.where('key_hash', '=', hashToken(idOrKey));
+    let query = this.db
+      .updateTable('api_keys')
+      .set({ revoked: nowIso() })
+      .where('app_id', '=', appId)
+      .where('revoked', 'is', null);
+    query = /^\d+$/.test(idOrKey)
+      ? query.where('id', '=', Number(idOrKey))
+      : query.where('key_hash', '=', hashToken(idOrKey));
     const result = await query.executeTakeFirst();
     return Number(result.numUpdatedRows) > 0;
   }
@@ -137,14 +161,21 @@ export class Store {
     const id = Number(inserted.id);
     await this.db
       .updateTable('accounts')
-      .set({ credentials_enc: this.credentialBox.encrypt(JSON.stringify(input.credentials), credentialsAad(id)) })
+      .set({
+        credentials_enc: this.credentialBox.encrypt(JSON.stringify(input.credentials), credentialsAad(id)),
+      })
       .where('id', '=', id)
       .execute();
     return (await this.getAccount(input.appId, id))!;
   }
 
   getAccount(appId: string, id: number): Promise<AccountRow | undefined> {
-    return this.db.selectFrom('accounts').selectAll().where('app_id', '=', appId).where('id', '=', id).executeTakeFirst();
+    return this.db
+      .selectFrom('accounts')
+      .selectAll()
+      .where('app_id', '=', appId)
+      .where('id', '=', id)
+      .executeTakeFirst();
   }
 
   /** Internal: an account by id regardless of app (task runner, link pages). */
@@ -172,7 +203,14 @@ export class Store {
   async updateAccount(
     appId: string,
     id: number,
-    patch: Partial<{ account: string; active: boolean; inactiveReason: string | null; tokenExpiry: string | null; refreshTokenExpiry: string | null; customProperties: Record<string, unknown> }>,
+    patch: Partial<{
+      account: string;
+      active: boolean;
+      inactiveReason: string | null;
+      tokenExpiry: string | null;
+      refreshTokenExpiry: string | null;
+      customProperties: Record<string, unknown>;
+    }>,
   ): Promise<AccountRow | undefined> {
     const set: Updateable<AccountsTable> = { modified: nowIso() };
     if (patch.account !== undefined) set.account = patch.account;
@@ -190,13 +228,23 @@ export class Store {
 
   /** Deletes the account; its tokens, links, sessions, events and tasks go with it (foreign keys). */
   async deleteAccount(appId: string, id: number): Promise<boolean> {
-    await this.db.deleteFrom('account_tokens').where('account_id', '=', id).where('app_id', '=', appId).execute();
-    const result = await this.db.deleteFrom('accounts').where('app_id', '=', appId).where('id', '=', id).executeTakeFirst();
+    await this.db
+      .deleteFrom('account_tokens')
+      .where('account_id', '=', id)
+      .where('app_id', '=', appId)
+      .execute();
+    const result = await this.db
+      .deleteFrom('accounts')
+      .where('app_id', '=', appId)
+      .where('id', '=', id)
+      .executeTakeFirst();
     return Number(result.numDeletedRows) > 0;
   }
 
   decryptCredentials(row: Pick<AccountRow, 'id' | 'credentials_enc'>): Record<string, unknown> {
-    return JSON.parse(this.credentialBox.decryptString(row.credentials_enc, credentialsAad(Number(row.id)))) as Record<string, unknown>;
+    return JSON.parse(
+      this.credentialBox.decryptString(row.credentials_enc, credentialsAad(Number(row.id))),
+    ) as Record<string, unknown>;
   }
 
   encryptCredentials(accountId: number, credentials: Record<string, unknown>): string {
@@ -209,7 +257,11 @@ export class Store {
     if (!row) throw new CloudmuxError('not_found', 'Account not found.');
     await this.db
       .updateTable('accounts')
-      .set({ credentials_enc: this.encryptCredentials(id, credentials), credentials_version: row.credentials_version + 1, modified: nowIso() })
+      .set({
+        credentials_enc: this.encryptCredentials(id, credentials),
+        credentials_version: row.credentials_version + 1,
+        modified: nowIso(),
+      })
       .where('id', '=', id)
       .execute();
   }
@@ -221,7 +273,11 @@ export class Store {
     for (const row of rows) {
       const result = box.reencrypt(row.credentials_enc, credentialsAad(Number(row.id)));
       if (!result.changed) continue;
-      await this.db.updateTable('accounts').set({ credentials_enc: result.sealed }).where('id', '=', row.id).execute();
+      await this.db
+        .updateTable('accounts')
+        .set({ credentials_enc: result.sealed })
+        .where('id', '=', row.id)
+        .execute();
       changed += 1;
     }
     return { total: rows.length, changed };
@@ -269,7 +325,8 @@ export class Store {
   // ── meta ─────────────────────────────────────────────────────────────────
 
   async getMeta(key: string): Promise<string | undefined> {
-    return (await this.db.selectFrom('meta').select('value').where('key', '=', key).executeTakeFirst())?.value;
+    return (await this.db.selectFrom('meta').select('value').where('key', '=', key).executeTakeFirst())
+      ?.value;
   }
 
   async setMeta(key: string, value: string): Promise<void> {

@@ -130,7 +130,7 @@ export class FtpStorage implements StorageApi {
   async validate(): Promise<void> {
     await this.idempotent(async (s) => {
       const root = await this.stat(s, this.basePath, true);
-      if (!root || root.type !== 'folder') {
+      if (root?.type !== 'folder') {
         throw new CloudmuxError('invalid_parameters', 'The base path is not a folder on the FTP server.', {
           service: SERVICE,
         });

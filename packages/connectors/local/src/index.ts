@@ -4,8 +4,8 @@ import * as z from 'zod';
 import pkg from '../package.json' with { type: 'json' };
 import { LocalStorage } from './storage.js';
 
-export { LocalStorage } from './storage.js';
 export { STAGING_DIR } from './paths.js';
+export { LocalStorage } from './storage.js';
 
 export const localCredentials = z.object({
   root: z

@@ -83,12 +83,18 @@ export function fsError(err: unknown): CloudmuxError {
     case 'EACCES':
     case 'EPERM':
     case 'EROFS':
-      return new CloudmuxError('service_forbidden', 'The local file system denied access.', { service: 'local', cause: err });
+      return new CloudmuxError('service_forbidden', 'The local file system denied access.', {
+        service: 'local',
+        cause: err,
+      });
     case 'ENOSPC':
     case 'EDQUOT':
       return new CloudmuxError('insufficient_storage', undefined, { service: 'local', cause: err });
     case 'ENAMETOOLONG':
-      return new CloudmuxError('invalid_parameters', 'The name is too long for the file system.', { service: 'local', cause: err });
+      return new CloudmuxError('invalid_parameters', 'The name is too long for the file system.', {
+        service: 'local',
+        cause: err,
+      });
     default:
       return new CloudmuxError('internal_error', `Local file system error${code ? ` (${code})` : ''}.`, {
         service: 'local',

@@ -4,19 +4,34 @@
  * final name. `ifExists: 'fail'` uses link(2), which refuses an existing target atomically.
  */
 import { randomUUID } from 'node:crypto';
-import { type FSWatcher, createReadStream, createWriteStream, type Stats, watch as fsWatch } from 'node:fs';
-import { copyFile, cp, link, lstat, mkdir, open, readdir, realpath, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
-import { join, sep } from 'node:path';
+import { createReadStream, createWriteStream, type FSWatcher, watch as fsWatch, type Stats } from 'node:fs';
+import {
+  copyFile,
+  cp,
+  link,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  realpath,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  unlink,
+} from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
-  CloudmuxError,
   type ByteRange,
   type ChangeRecord,
+  CloudmuxError,
   type DeleteOptions,
   type DownloadResult,
   type MoveOptions,
   type NativeMultipart,
+  namingConflict,
   type Page,
   type PageRequest,
   type SearchOptions,
@@ -24,11 +39,19 @@ import {
   type StorageItem,
   type StorageItemType,
   type UploadOptions,
-  namingConflict,
   validateItemName,
 } from '@cloudmux/core';
 import { mimeTypeFor } from './mime.js';
-import { STAGING_DIR, childRawId, escapesRoot, fsError, parentOf, parseRawId, resolveExisting, toRawId } from './paths.js';
+import {
+  childRawId,
+  escapesRoot,
+  fsError,
+  parentOf,
+  parseRawId,
+  resolveExisting,
+  STAGING_DIR,
+  toRawId,
+} from './paths.js';
 
 const WALK_LIMIT = 200_000;
 
@@ -52,7 +75,10 @@ export class LocalStorage implements StorageApi {
   private realRoot(): Promise<string> {
     this.realRootPromise ??= realpath(this.root).catch((err: unknown) => {
       this.realRootPromise = null;
-      throw new CloudmuxError('not_found', 'The account root directory does not exist.', { service: 'local', cause: err });
+      throw new CloudmuxError('not_found', 'The account root directory does not exist.', {
+        service: 'local',
+        cause: err,
+      });
     });
     return this.realRootPromise;
   }
@@ -61,7 +87,8 @@ export class LocalStorage implements StorageApi {
     const info = await stat(await this.realRoot()).catch((err: unknown) => {
       throw fsError(err);
     });
-    if (!info.isDirectory()) throw new CloudmuxError('invalid_parameters', 'The account root is not a directory.');
+    if (!info.isDirectory())
+      throw new CloudmuxError('invalid_parameters', 'The account root is not a directory.');
   }
 
   private async toItem(rawId: string, path: string, info?: Stats): Promise<StorageItem> {
@@ -69,7 +96,9 @@ export class LocalStorage implements StorageApi {
     const segments = parseRawId(rawId);
     const name = segments.length === 0 ? '' : segments[segments.length - 1]!;
     const isDir = st.isDirectory();
-    const ancestors = segments.slice(0, -1).map((seg, i) => ({ rawId: toRawId(segments.slice(0, i + 1)), name: seg }));
+    const ancestors = segments
+      .slice(0, -1)
+      .map((seg, i) => ({ rawId: toRawId(segments.slice(0, i + 1)), name: seg }));
     if (segments.length > 0) ancestors.unshift({ rawId: '/', name: '' });
     return {
       type: isDir ? 'folder' : 'file',
@@ -96,7 +125,8 @@ export class LocalStorage implements StorageApi {
     });
     if (type === 'folder' && !info.isDirectory()) throw new CloudmuxError('not_found', 'No such folder.');
     if (type === 'file' && !info.isFile()) throw new CloudmuxError('not_found', 'No such file.');
-    if (!info.isDirectory() && !info.isFile()) throw new CloudmuxError('not_found', 'Not a regular file or folder.');
+    if (!info.isDirectory() && !info.isFile())
+      throw new CloudmuxError('not_found', 'Not a regular file or folder.');
     return { path, info };
   }
 
@@ -153,14 +183,16 @@ export class LocalStorage implements StorageApi {
 
   async createFolder(parentRawId: string, name: string): Promise<StorageItem> {
     validateItemName(name);
-    if (parentRawId === '/' && name === STAGING_DIR) throw new CloudmuxError('invalid_parameters', 'That name is reserved.');
+    if (parentRawId === '/' && name === STAGING_DIR)
+      throw new CloudmuxError('invalid_parameters', 'That name is reserved.');
     const { path: parentPath } = await this.existing(parentRawId, 'folder');
     const rawId = childRawId(parentRawId, name);
     const path = join(parentPath, name);
     try {
       await mkdir(path);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw namingConflict(rawId, 'A file or folder with that name already exists.', 'local');
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST')
+        throw namingConflict(rawId, 'A file or folder with that name already exists.', 'local');
       throw fsError(err);
     }
     return this.toItem(rawId, path);
@@ -175,12 +207,18 @@ export class LocalStorage implements StorageApi {
   }
 
   /** Moves a finished staging file to its final name, failing atomically on an existing target when asked. */
-  private async place(tmp: string, parentRawId: string, name: string, ifExists: 'replace' | 'fail'): Promise<StorageItem> {
+  private async place(
+    tmp: string,
+    parentRawId: string,
+    name: string,
+    ifExists: 'replace' | 'fail',
+  ): Promise<StorageItem> {
     const { path: parentPath } = await this.existing(parentRawId, 'folder');
     const rawId = childRawId(parentRawId, name);
     const target = join(parentPath, name);
     const existingTarget = await lstat(target).catch(() => null);
-    if (existingTarget?.isDirectory()) throw namingConflict(rawId, 'A folder with that name already exists.', 'local');
+    if (existingTarget?.isDirectory())
+      throw namingConflict(rawId, 'A folder with that name already exists.', 'local');
     try {
       if (ifExists === 'fail') {
         await link(tmp, target);
@@ -189,19 +227,27 @@ export class LocalStorage implements StorageApi {
         await rename(tmp, target);
       }
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw namingConflict(rawId, 'A file with that name already exists.', 'local');
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST')
+        throw namingConflict(rawId, 'A file with that name already exists.', 'local');
       throw fsError(err);
     }
     return this.toItem(rawId, target);
   }
 
-  async upload(parentRawId: string, name: string, body: Readable, options: UploadOptions): Promise<StorageItem> {
+  async upload(
+    parentRawId: string,
+    name: string,
+    body: Readable,
+    options: UploadOptions,
+  ): Promise<StorageItem> {
     validateItemName(name);
-    if (parentRawId === '/' && name === STAGING_DIR) throw new CloudmuxError('invalid_parameters', 'That name is reserved.');
+    if (parentRawId === '/' && name === STAGING_DIR)
+      throw new CloudmuxError('invalid_parameters', 'That name is reserved.');
     await this.existing(parentRawId, 'folder');
     if (options.ifExists === 'fail') {
       const existing = await this.lookup(parentRawId, name);
-      if (existing) throw namingConflict(existing.rawId, 'A file or folder with that name already exists.', 'local');
+      if (existing)
+        throw namingConflict(existing.rawId, 'A file or folder with that name already exists.', 'local');
     }
     const tmp = await this.stagingPath();
     try {
@@ -212,7 +258,12 @@ export class LocalStorage implements StorageApi {
     }
   }
 
-  private async writeStream(tmp: string, body: Readable, size: number | null | undefined, signal?: AbortSignal): Promise<void> {
+  private async writeStream(
+    tmp: string,
+    body: Readable,
+    size: number | null | undefined,
+    signal?: AbortSignal,
+  ): Promise<void> {
     let written = 0;
     body.on('data', (chunk: Buffer) => {
       written += chunk.length;
@@ -220,7 +271,8 @@ export class LocalStorage implements StorageApi {
     try {
       await pipeline(body, createWriteStream(tmp, { flags: 'wx', mode: 0o644 }), signal ? { signal } : {});
     } catch (err) {
-      if ((err as Error).name === 'AbortError') throw new CloudmuxError('timed_out', 'The upload was aborted.', { cause: err });
+      if ((err as Error).name === 'AbortError')
+        throw new CloudmuxError('timed_out', 'The upload was aborted.', { cause: err });
       throw fsError(err);
     }
     if (size !== undefined && size !== null && written !== size) {
@@ -228,16 +280,25 @@ export class LocalStorage implements StorageApi {
     }
   }
 
-  async download(rawId: string, options: { range?: ByteRange; signal?: AbortSignal } = {}): Promise<DownloadResult> {
+  async download(
+    rawId: string,
+    options: { range?: ByteRange; signal?: AbortSignal } = {},
+  ): Promise<DownloadResult> {
     const { path, info } = await this.existing(rawId, 'file');
     const total = info.size;
     const name = parseRawId(rawId).at(-1)!;
     if (!options.range) {
-      return { stream: createReadStream(path, options.signal ? { signal: options.signal } : {}), size: total, contentType: mimeTypeFor(name), range: null };
+      return {
+        stream: createReadStream(path, options.signal ? { signal: options.signal } : {}),
+        size: total,
+        contentType: mimeTypeFor(name),
+        range: null,
+      };
     }
     const start = options.range.start;
     const end = Math.min(options.range.end ?? total - 1, total - 1);
-    if (start < 0 || start > end) throw new CloudmuxError('invalid_parameters', 'The requested range is not satisfiable.');
+    if (start < 0 || start > end)
+      throw new CloudmuxError('invalid_parameters', 'The requested range is not satisfiable.');
     return {
       stream: createReadStream(path, { start, end, ...(options.signal ? { signal: options.signal } : {}) }),
       size: end - start + 1,
@@ -246,7 +307,11 @@ export class LocalStorage implements StorageApi {
     };
   }
 
-  async updateContents(rawId: string, body: Readable, options: { size?: number | null; signal?: AbortSignal } = {}): Promise<StorageItem> {
+  async updateContents(
+    rawId: string,
+    body: Readable,
+    options: { size?: number | null; signal?: AbortSignal } = {},
+  ): Promise<StorageItem> {
     await this.existing(rawId, 'file');
     const parent = parentOf(rawId)!;
     const name = parseRawId(rawId).at(-1)!;
@@ -262,15 +327,17 @@ export class LocalStorage implements StorageApi {
   async move(rawId: string, type: StorageItemType, options: MoveOptions): Promise<StorageItem> {
     if (options.name !== undefined) validateItemName(options.name);
     const segments = parseRawId(rawId);
-    if (segments.length === 0) throw new CloudmuxError('invalid_parameters', 'The root folder cannot be moved.');
+    if (segments.length === 0)
+      throw new CloudmuxError('invalid_parameters', 'The root folder cannot be moved.');
     const { path } = await this.existing(rawId, type);
     const parentRawId = options.parentRawId ?? parentOf(rawId)!;
     const name = options.name ?? segments.at(-1)!;
-    if (parentRawId === '/' && name === STAGING_DIR) throw new CloudmuxError('invalid_parameters', 'That name is reserved.');
+    if (parentRawId === '/' && name === STAGING_DIR)
+      throw new CloudmuxError('invalid_parameters', 'That name is reserved.');
     const { path: parentPath } = await this.existing(parentRawId, 'folder');
     const targetRawId = childRawId(parentRawId, name);
     if (targetRawId === rawId) return this.get(rawId, type);
-    if (type === 'folder' && (targetRawId.startsWith(`${rawId}/`))) {
+    if (type === 'folder' && targetRawId.startsWith(`${rawId}/`)) {
       throw new CloudmuxError('invalid_parameters', 'A folder cannot be moved into itself.');
     }
     const target = join(parentPath, name);
@@ -284,13 +351,18 @@ export class LocalStorage implements StorageApi {
         await rename(path, target);
       }
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw namingConflict(targetRawId, 'An item with that name already exists.', 'local');
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST')
+        throw namingConflict(targetRawId, 'An item with that name already exists.', 'local');
       throw fsError(err);
     }
     return this.toItem(targetRawId, target);
   }
 
-  async copy(rawId: string, type: StorageItemType, options: { parentRawId: string; name: string }): Promise<StorageItem> {
+  async copy(
+    rawId: string,
+    type: StorageItemType,
+    options: { parentRawId: string; name: string },
+  ): Promise<StorageItem> {
     validateItemName(options.name);
     const { path } = await this.existing(rawId, type);
     const { path: parentPath } = await this.existing(options.parentRawId, 'folder');
@@ -325,7 +397,8 @@ export class LocalStorage implements StorageApi {
   }
 
   async delete(rawId: string, type: StorageItemType, options: DeleteOptions): Promise<void> {
-    if (parseRawId(rawId).length === 0) throw new CloudmuxError('invalid_parameters', 'The root folder cannot be deleted.');
+    if (parseRawId(rawId).length === 0)
+      throw new CloudmuxError('invalid_parameters', 'The root folder cannot be deleted.');
     const { path } = await this.existing(rawId, type);
     try {
       if (type === 'file') await unlink(path);
@@ -402,13 +475,23 @@ export class LocalStorage implements StorageApi {
       }
       const tmp = await this.stagingPath();
       await (await open(tmp, 'wx', 0o644)).close();
-      const state: MultipartState = { tmp, parentRawId, name, nextPart: 1, offset: 0, ifExists: options.ifExists };
+      const state: MultipartState = {
+        tmp,
+        parentRawId,
+        name,
+        nextPart: 1,
+        offset: 0,
+        ifExists: options.ifExists,
+      };
       return { sessionState: JSON.stringify(state) };
     },
     uploadPart: async (sessionState, partNumber, body, size) => {
       const state = this.multipartState(sessionState);
       if (partNumber !== state.nextPart) {
-        throw new CloudmuxError('invalid_parameters', `Expected part ${state.nextPart}, got part ${partNumber}.`);
+        throw new CloudmuxError(
+          'invalid_parameters',
+          `Expected part ${state.nextPart}, got part ${partNumber}.`,
+        );
       }
       // Drop whatever an earlier, interrupted attempt at this part left behind.
       await truncateTo(state.tmp, state.offset);
@@ -426,7 +509,9 @@ export class LocalStorage implements StorageApi {
         await truncateTo(state.tmp, state.offset);
         throw new CloudmuxError('bad_request', `Part ${partNumber} ended after ${written} of ${size} bytes.`);
       }
-      return { sessionState: JSON.stringify({ ...state, nextPart: partNumber + 1, offset: state.offset + size }) };
+      return {
+        sessionState: JSON.stringify({ ...state, nextPart: partNumber + 1, offset: state.offset + size }),
+      };
     },
     complete: async (sessionState) => {
       const state = this.multipartState(sessionState);
@@ -436,7 +521,8 @@ export class LocalStorage implements StorageApi {
         return item;
       } catch (err) {
         // A name conflict keeps the uploaded bytes: the session can still be completed or aborted.
-        if (!(err instanceof CloudmuxError && err.code === 'naming_conflict')) await rm(state.tmp, { force: true });
+        if (!(err instanceof CloudmuxError && err.code === 'naming_conflict'))
+          await rm(state.tmp, { force: true });
         throw err;
       }
     },
@@ -477,7 +563,12 @@ export class LocalStorage implements StorageApi {
         }
         if (!info.isFile() && !info.isDirectory()) return;
         const item = await this.toItem(rawId, full, info);
-        onChange({ action: sawChange && info.isFile() ? 'update' : 'add', rawId, item, modified: info.mtime });
+        onChange({
+          action: sawChange && info.isFile() ? 'update' : 'add',
+          rawId,
+          item,
+          modified: info.mtime,
+        });
         // A new folder: watch it, and report what was created in it before the watch existed.
         if (info.isDirectory() && !watchers.has(rawId)) await watchTree(rawId, true);
       } catch (err) {
@@ -525,7 +616,13 @@ export class LocalStorage implements StorageApi {
         await watchDir(current);
         const kids = await this.children(current).catch(() => []);
         for (const kid of kids) {
-          if (report) onChange({ action: 'add', rawId: kid.rawId, item: await this.toItem(kid.rawId, kid.path, kid.info), modified: kid.info.mtime });
+          if (report)
+            onChange({
+              action: 'add',
+              rawId: kid.rawId,
+              item: await this.toItem(kid.rawId, kid.path, kid.info),
+              modified: kid.info.mtime,
+            });
           if (kid.info.isDirectory()) stack.push(kid.rawId);
         }
       }
@@ -552,7 +649,12 @@ export class LocalStorage implements StorageApi {
       throw new CloudmuxError('not_found', 'Unknown upload session.');
     }
     // The state comes back from the server's store; never trust it to point outside the staging folder.
-    if (typeof state.tmp !== 'string' || !state.tmp.includes(`/${STAGING_DIR}/`) || state.tmp.includes('..') || !Number.isSafeInteger(state.offset ?? 0)) {
+    if (
+      typeof state.tmp !== 'string' ||
+      !state.tmp.includes(`/${STAGING_DIR}/`) ||
+      state.tmp.includes('..') ||
+      !Number.isSafeInteger(state.offset ?? 0)
+    ) {
       throw new CloudmuxError('not_found', 'Unknown upload session.');
     }
     return state;

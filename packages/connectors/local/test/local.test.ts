@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { createConnectorContext, instantiateConnector } from '@cloudmux/core';
 import { expectCloudmuxError, makeTempDir, readAll, type TempDir } from '@cloudmux/testkit';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LocalStorage, STAGING_DIR, local } from '../src/index.js';
+import { LocalStorage, local, STAGING_DIR } from '../src/index.js';
 
 let dir: TempDir;
 let outside: TempDir;
@@ -22,10 +22,13 @@ afterEach(async () => {
 });
 
 describe('paths never escape the root', () => {
-  it.each(['/../etc/passwd', '/a/../../x', 'relative', '', '/a\u0000b', '/..', '/a\\..\\b'])('raw id %j is not_found', async (rawId) => {
-    await expectCloudmuxError(storage.get(rawId, 'file'), 'not_found');
-    await expectCloudmuxError(storage.download(rawId), 'not_found');
-  });
+  it.each(['/../etc/passwd', '/a/../../x', 'relative', '', '/a\u0000b', '/..', '/a\\..\\b'])(
+    'raw id %j is not_found',
+    async (rawId) => {
+      await expectCloudmuxError(storage.get(rawId, 'file'), 'not_found');
+      await expectCloudmuxError(storage.download(rawId), 'not_found');
+    },
+  );
 
   it('hides and refuses symlinks that point outside the root', async () => {
     await symlink(join(outside.path, 'secret.txt'), join(dir.path, 'link-out.txt'));
@@ -61,7 +64,9 @@ describe('uploads are invisible until complete', () => {
         else this.destroy(new Error('client went away'));
       },
     });
-    await expect(storage.upload('/', 'partial.bin', failing, { size: 10 * 1024 * 1024, ifExists: 'fail' })).rejects.toThrow();
+    await expect(
+      storage.upload('/', 'partial.bin', failing, { size: 10 * 1024 * 1024, ifExists: 'fail' }),
+    ).rejects.toThrow();
     expect(await storage.lookup('/', 'partial.bin')).toBeNull();
     expect(await readdir(join(dir.path, STAGING_DIR))).toEqual([]);
   });
@@ -84,13 +89,21 @@ describe('uploads are invisible until complete', () => {
   it('multipart parts must arrive in order and complete atomically', async () => {
     const mp = storage.multipart;
     let { sessionState } = await mp.begin('/', 'mp.txt', { ifExists: 'fail' });
-    await expectCloudmuxError(mp.uploadPart(sessionState, 2, Readable.from([Buffer.from('b')]), 1), 'invalid_parameters');
+    await expectCloudmuxError(
+      mp.uploadPart(sessionState, 2, Readable.from([Buffer.from('b')]), 1),
+      'invalid_parameters',
+    );
     sessionState = (await mp.uploadPart(sessionState, 1, Readable.from([Buffer.from('a')]), 1)).sessionState;
     expect(await storage.lookup('/', 'mp.txt')).toBeNull();
     sessionState = (await mp.uploadPart(sessionState, 2, Readable.from([Buffer.from('b')]), 1)).sessionState;
     const file = await mp.complete(sessionState);
     expect((await readAll((await storage.download(file.rawId)).stream)).toString()).toBe('ab');
-    await expectCloudmuxError(mp.complete(JSON.stringify({ tmp: '/etc/passwd', parentRawId: '/', name: 'p', nextPart: 1, ifExists: 'replace' })), 'not_found');
+    await expectCloudmuxError(
+      mp.complete(
+        JSON.stringify({ tmp: '/etc/passwd', parentRawId: '/', name: 'p', nextPart: 1, ifExists: 'replace' }),
+      ),
+      'not_found',
+    );
   });
 });
 
@@ -101,7 +114,11 @@ describe('definition', () => {
   });
 
   it('validate() refuses a missing root', async () => {
-    const ctx = createConnectorContext({ definition: local, accountId: '9', credentials: { root: join(dir.path, 'missing') } });
+    const ctx = createConnectorContext({
+      definition: local,
+      accountId: '9',
+      credentials: { root: join(dir.path, 'missing') },
+    });
     const instance = await instantiateConnector(local, ctx);
     await expectCloudmuxError(instance.validate!(), 'not_found');
   });
@@ -117,7 +134,8 @@ describe('native multipart recovery', () => {
   it('a retried part replaces the bytes an interrupted attempt left; a conflict on complete keeps the upload', async () => {
     const mp = storage.multipart;
     let { sessionState } = await mp.begin('/', 'retry.bin', { ifExists: 'fail' });
-    sessionState = (await mp.uploadPart(sessionState, 1, Readable.from([Buffer.from('aaaa')]), 4)).sessionState;
+    sessionState = (await mp.uploadPart(sessionState, 1, Readable.from([Buffer.from('aaaa')]), 4))
+      .sessionState;
     const broken = new Readable({
       read() {
         this.push(Buffer.from('zz'));
@@ -125,8 +143,12 @@ describe('native multipart recovery', () => {
       },
     });
     await expect(mp.uploadPart(sessionState, 2, broken, 4)).rejects.toThrow();
-    sessionState = (await mp.uploadPart(sessionState, 2, Readable.from([Buffer.from('bbbb')]), 4)).sessionState;
-    await storage.upload('/', 'retry.bin', Readable.from([Buffer.from('taken')]), { size: 5, ifExists: 'fail' });
+    sessionState = (await mp.uploadPart(sessionState, 2, Readable.from([Buffer.from('bbbb')]), 4))
+      .sessionState;
+    await storage.upload('/', 'retry.bin', Readable.from([Buffer.from('taken')]), {
+      size: 5,
+      ifExists: 'fail',
+    });
     await expectCloudmuxError(mp.complete(sessionState), 'naming_conflict');
     await storage.delete('/retry.bin', 'file', { recursive: false, permanent: true });
     const file = await mp.complete(sessionState);
@@ -149,7 +171,10 @@ describe('watching the disk', () => {
       await waitFor(() => seen.some((c) => c.action === 'add' && c.rawId === '/outside/note.txt'));
       await writeFile(join(dir.path, 'outside', 'note.txt'), 'v2 longer');
       await waitFor(() => seen.some((c) => c.action === 'update' && c.rawId === '/outside/note.txt'));
-      await storage.upload('/', 'via-api.txt', Readable.from([Buffer.from('x')]), { size: 1, ifExists: 'fail' });
+      await storage.upload('/', 'via-api.txt', Readable.from([Buffer.from('x')]), {
+        size: 1,
+        ifExists: 'fail',
+      });
       const { rm } = await import('node:fs/promises');
       await rm(join(dir.path, 'outside', 'note.txt'));
       await waitFor(() => seen.some((c) => c.action === 'delete' && c.rawId === '/outside/note.txt'));

@@ -1,6 +1,7 @@
 /** Credential parsing, endpoint addressing, raw ids, the XML reader, part sizing and the chunk reader. */
-import { networkModeFor } from '@cloudmux/core';
+
 import { Readable } from 'node:stream';
+import { networkModeFor } from '@cloudmux/core';
 import { describe, expect, it } from 'vitest';
 import {
   ChunkReader,

@@ -65,13 +65,20 @@ export function createAuthStrategy(spec: AuthSpec, ctx: AuthStrategyContext): Au
       return { type: 'protocol', ownedHeaders: [], apply: async () => ({}) };
 
     case 'one_of': {
-      const alternatives = spec.strategies.map((s) => ({ fields: requiredFields(s), strategy: createAuthStrategy(s, ctx) }));
+      const alternatives = spec.strategies.map((s) => ({
+        fields: requiredFields(s),
+        strategy: createAuthStrategy(s, ctx),
+      }));
       const pick = async () => {
         const f = await fields();
         const present = (name: string) => typeof f[name] === 'string' && f[name] !== '';
         const chosen = alternatives.find((a) => a.fields.every(present));
         if (!chosen) {
-          throw new CloudmuxError('service_unauthorized', `The account has none of the credentials ${service} accepts.`, { service });
+          throw new CloudmuxError(
+            'service_unauthorized',
+            `The account has none of the credentials ${service} accepts.`,
+            { service },
+          );
         }
         return chosen.strategy;
       };

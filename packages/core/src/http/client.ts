@@ -17,7 +17,6 @@ import axios, {
 } from 'axios';
 import type { AnyConnectorDefinition, Logger } from '../connector.js';
 import { silentLogger } from '../connector.js';
-import { networkRefusalFrom } from '../net/guard.js';
 import {
   CloudmuxError,
   errorFromNetworkError,
@@ -25,6 +24,7 @@ import {
   isCloudmuxError,
   parseRetryAfter,
 } from '../errors.js';
+import { networkRefusalFrom } from '../net/guard.js';
 import { type RateLimiter, tooManyRequests } from '../rate-limit.js';
 import { type AppliedAuth, createAuthStrategy } from './auth.js';
 import { type Clock, systemClock } from './clock.js';
@@ -82,7 +82,12 @@ export interface HttpClientOptions {
    * Called once per attempt that reached the network: the upstream status, or `error` / `timeout`.
    * The server counts upstream calls by service and status with it (Prometheus).
    */
-  onAttempt?: (attempt: { service: string; method: string; status: number | 'error' | 'timeout'; seconds: number }) => void;
+  onAttempt?: (attempt: {
+    service: string;
+    method: string;
+    status: number | 'error' | 'timeout';
+    seconds: number;
+  }) => void;
 }
 
 // Fallbacks for tests and `network: 'none'` connectors; the server always passes the guard's agents.
@@ -356,7 +361,12 @@ export function createHttpClient(options: HttpClientOptions): AxiosInstance {
       const attemptStarted = performance.now();
       const report = (status: number | 'error' | 'timeout') => {
         try {
-          options.onAttempt?.({ service, method, status, seconds: (performance.now() - attemptStarted) / 1000 });
+          options.onAttempt?.({
+            service,
+            method,
+            status,
+            seconds: (performance.now() - attemptStarted) / 1000,
+          });
         } catch {
           // metrics must never fail a request
         }
