@@ -185,6 +185,11 @@ export interface ConnectorDefinitionInput<TCredentials extends z.ZodType, TApis 
   /** Attributes of `POST /accounts/{id}/encode_raw_id` (defaults to `{ id }`), and how they make a raw id. */
   rawId?: { attributes: z.ZodType; toRawId(attributes: Record<string, unknown>): string };
   impersonation?: boolean;
+  /**
+   * TLS trust for the account's own server (a private CA, or verification off), applied by core to
+   * every HTTPS connection of the account — the HTTP client, pass-through and `connectTls` alike.
+   */
+  tls?: (credentials: z.output<TCredentials>) => AccountTls | undefined;
   policies?: { [K in keyof ConnectorPolicies]?: Partial<ConnectorPolicies[K]> | ConnectorPolicies[K] };
   create(
     ctx: ConnectorContext<z.output<TCredentials>>,
@@ -308,6 +313,7 @@ const definitionSchema = z.object({
     .object({ attributes: z.custom<z.ZodType>((v) => v instanceof z.ZodType), toRawId: z.function() })
     .optional(),
   impersonation: z.boolean().optional(),
+  tls: z.function().optional(),
   policies: z
     .object({
       retry: z
@@ -327,6 +333,13 @@ const definitionSchema = z.object({
     .optional(),
   create: z.function(),
 });
+
+export interface AccountTls {
+  /** PEM certificate(s) to trust instead of the system store. */
+  ca?: string | string[];
+  /** `false` accepts any certificate (an operator's explicit choice for a self-signed server). */
+  rejectUnauthorized?: boolean;
+}
 
 /** The network mode for one account of `definition` (a definition may decide per account). */
 export function networkModeFor(

@@ -4,7 +4,7 @@
  * refresh, retries, error mapping) whose sockets all go through that guard.
  */
 import { tmpdir } from 'node:os';
-import type { AnyConnectorDefinition, ConnectorContext, Logger } from './connector.js';
+import type { AccountTls, AnyConnectorDefinition, ConnectorContext, Logger } from './connector.js';
 import { networkModeFor, silentLogger } from './connector.js';
 import { createHttpClient, type HttpClientOptions } from './http/client.js';
 import type { Clock } from './http/clock.js';
@@ -45,6 +45,7 @@ export interface CreateConnectorContextOptions {
 export function createConnectorContext<TCredentials = unknown>(
   options: CreateConnectorContextOptions & { credentials: TCredentials },
 ): ConnectorContext<TCredentials> {
+  const tls = options.definition.tls?.(options.credentials);
   const net =
     options.net ??
     createNetworkGuard({
@@ -52,6 +53,8 @@ export function createConnectorContext<TCredentials = unknown>(
         options.networkPolicy ??
         networkPolicyFromEnv(networkModeFor(options.definition, options.credentials)),
       ...(options.onConnect ? { onConnect: options.onConnect } : {}),
+      // The account's TLS trust rides on the guard's agents (https.Agent merges it into every connect).
+      ...(tls ? { agentOptions: tlsAgentOptions(tls) } : {}),
     });
   return {
     service: options.definition.service,
@@ -79,5 +82,12 @@ export function createConnectorContext<TCredentials = unknown>(
     rawHeaders: options.rawHeaders ?? {},
     ...(options.asUser !== undefined ? { asUser: options.asUser } : {}),
     scratchDir: options.scratchDir ?? tmpdir(),
+  };
+}
+
+function tlsAgentOptions(tls: AccountTls): { ca?: string | string[]; rejectUnauthorized?: boolean } {
+  return {
+    ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+    ...(tls.rejectUnauthorized !== undefined ? { rejectUnauthorized: tls.rejectUnauthorized } : {}),
   };
 }

@@ -12,7 +12,6 @@ import { bufferStream, expectCloudmuxError, makeTempDir, readAll, run } from '@c
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   createWebDavStorage,
-  GuardedTlsAgent,
   UPLOAD_PREFIX,
   type WebDavStorage,
   webdav,
@@ -51,7 +50,7 @@ async function open(
     requests.push(String(config.method).toUpperCase());
     return config;
   });
-  return { storage: parts.storage, events, requests, dispose: async () => parts.agent?.destroy() };
+  return { storage: parts.storage, events, requests, dispose: async () => ctx.net.destroy() };
 }
 
 const text = async (storage: WebDavStorage, rawId: string) =>
@@ -510,30 +509,19 @@ realServer(`webdav over HTTPS: certificate trust${suffix}`, () => {
   });
 
   it('dispose closes the account’s own TLS connections, once, and is idempotent', async () => {
-    const destroy = vi.spyOn(GuardedTlsAgent.prototype, 'destroy');
-    try {
-      const ctx = createConnectorContext({
-        definition: webdav,
-        accountId: 'tls',
-        credentials: webdavCredentials.parse(dav.credentials()),
-      });
-      const parts = createWebDavStorage(ctx);
-      await parts.storage.get('/', 'folder');
-      const pooled = () => [
-        ...Object.values(parts.agent!.freeSockets).flat(),
-        ...Object.values(parts.agent!.sockets).flat(),
-      ];
-      expect(pooled().length).toBeGreaterThan(0);
-      parts.agent!.destroy();
-      expect(pooled().every((socket) => socket?.destroyed)).toBe(true);
-      destroy.mockClear();
-      const instance = await instantiateConnector(webdav, ctx);
-      await instance.storage.get('/', 'folder');
-      await instance.dispose!();
-      await instance.dispose!();
-      expect(destroy).toHaveBeenCalledTimes(1);
-    } finally {
-      destroy.mockRestore();
-    }
+    const ctx = createConnectorContext({
+      definition: webdav,
+      accountId: 'tls',
+      credentials: webdavCredentials.parse(dav.credentials()),
+    });
+    const agent = ctx.net.httpsAgent;
+    const pooled = () => [...Object.values(agent.freeSockets).flat(), ...Object.values(agent.sockets).flat()];
+    const instance = await instantiateConnector(webdav, ctx);
+    await instance.storage.get('/', 'folder');
+    expect(pooled().length).toBeGreaterThan(0);
+    const sockets = pooled();
+    await instance.dispose!();
+    await instance.dispose!();
+    expect(sockets.every((socket) => socket?.destroyed)).toBe(true);
   });
 });
