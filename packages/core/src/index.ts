@@ -3,6 +3,7 @@ export * from './context.js';
 export * from './errors.js';
 export * from './http/index.js';
 export * from './ids.js';
+export * from './mime.js';
 export * from './net/index.js';
 export type * from './network-types.js';
 export * from './paging.js';

@@ -11,6 +11,7 @@ import {
   type DeleteOptions,
   type DownloadResult,
   type MoveOptions,
+  mimeTypeFor,
   namingConflict,
   type Page,
   type PageRequest,
@@ -26,7 +27,6 @@ import {
 import type { FtpSession } from './client.js';
 import { garbageError, isDroppedConnection, replyError, SERVICE } from './errors.js';
 import { parseList, parseMlsd, parseMlstReply, type RemoteEntry } from './listing.js';
-import { mimeTypeFor } from './mime.js';
 import {
   checkName,
   childRawId,

@@ -30,6 +30,7 @@ import {
   type DeleteOptions,
   type DownloadResult,
   type MoveOptions,
+  mimeTypeFor,
   type NativeMultipart,
   namingConflict,
   type Page,
@@ -41,7 +42,6 @@ import {
   type UploadOptions,
   validateItemName,
 } from '@cloudmux/core';
-import { mimeTypeFor } from './mime.js';
 import {
   childRawId,
   escapesRoot,

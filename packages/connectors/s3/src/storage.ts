@@ -12,6 +12,7 @@ import {
   type DownloadResult,
   type Logger,
   type MoveOptions,
+  mimeTypeFor,
   type NativeMultipart,
   namingConflict,
   type Page,
@@ -26,7 +27,6 @@ import {
 import { KeyExistsError, type ListedObject, type ObjectHead, type S3Client } from './client.js';
 import { garbage } from './errors.js';
 import { isValidName, type KeySpace, SERVICE } from './keys.js';
-import { mimeTypeFor } from './mime.js';
 import {
   ChunkReader,
   COPY_MAX,

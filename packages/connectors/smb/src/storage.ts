@@ -12,6 +12,7 @@ import {
   type DeleteOptions,
   type DownloadResult,
   type MoveOptions,
+  mimeTypeFor,
   type NativeMultipart,
   namingConflict,
   type Page,
@@ -24,7 +25,6 @@ import {
   type UploadOptions,
 } from '@cloudmux/core';
 import { hasStatus, isConnectionFailure, toCloudmuxError } from './errors.js';
-import { mimeTypeFor } from './mime.js';
 import { parseRawId, STAGING_DIR, sameNameIgnoringCase, smbPath, toRawId, validateSmbName } from './paths.js';
 import type { Lease, SessionPool } from './pool.js';
 import {
