@@ -7,6 +7,7 @@ export * from './mime.js';
 export * from './net/index.js';
 export type * from './network-types.js';
 export * from './paging.js';
+export * from './path-ids.js';
 export * from './rate-limit.js';
 export * from './schemas.js';
 export * from './secrets.js';

@@ -3,7 +3,7 @@
  * Every segment is checked, so a raw id can never address anything above the base path, and names
  * that would break an FTP command line (CR, LF, NUL) never reach the wire.
  */
-import { CloudmuxError, validateItemName } from '@cloudmux/core';
+import { CloudmuxError, pathIds } from '@cloudmux/core';
 import { SERVICE } from './errors.js';
 
 /** Uploads are written under this prefix in the target folder, then renamed; such names stay hidden. */
@@ -22,54 +22,19 @@ export function hasControlCharacter(value: string): boolean {
   return false;
 }
 
-function missing(): CloudmuxError {
-  return new CloudmuxError('not_found', 'No such file or folder.', { service: SERVICE });
-}
+const ids = pathIds({
+  service: SERVICE,
+  reserved: isHiddenName,
+  reservedMessage: `Names starting with "${UPLOAD_PREFIX}" are reserved.`,
+});
 
-export function parseRawId(rawId: string): string[] {
-  if (typeof rawId !== 'string' || !rawId.startsWith('/')) throw missing();
-  const segments = rawId.split('/').filter((s) => s !== '');
-  for (const segment of segments) {
-    if (
-      segment === '.' ||
-      segment === '..' ||
-      segment.includes('\\') ||
-      hasControlCharacter(segment) ||
-      isHiddenName(segment)
-    ) {
-      throw missing();
-    }
-  }
-  return segments;
-}
-
-export function toRawId(segments: readonly string[]): string {
-  return `/${segments.join('/')}`;
-}
-
+export const parseRawId = ids.parse;
+export const toRawId = ids.toRawId;
 /** Validates `name` as one segment and refuses the reserved upload prefix. */
-export function checkName(name: string): string {
-  validateItemName(name);
-  if (isHiddenName(name)) {
-    throw new CloudmuxError('invalid_parameters', `Names starting with "${UPLOAD_PREFIX}" are reserved.`, {
-      service: SERVICE,
-    });
-  }
-  return name;
-}
-
-export function childRawId(parentRawId: string, name: string): string {
-  return toRawId([...parseRawId(parentRawId), checkName(name)]);
-}
-
-export function parentOf(rawId: string): string | null {
-  const segments = parseRawId(rawId);
-  return segments.length === 0 ? null : toRawId(segments.slice(0, -1));
-}
-
-export function nameOf(rawId: string): string {
-  return parseRawId(rawId).at(-1) ?? '';
-}
+export const checkName = (name: string): string => ids.checkName(name);
+export const childRawId = ids.child;
+export const parentOf = ids.parentOf;
+export const nameOf = ids.nameOf;
 
 /** Normalizes a configured base path: absolute, no `.`/`..`, no control characters, no trailing slash. */
 export function normalizeBasePath(basePath: string): string {

@@ -5,39 +5,22 @@
  */
 import { lstat, realpath } from 'node:fs/promises';
 import { isAbsolute, join, relative, sep } from 'node:path';
-import { CloudmuxError, validateItemName } from '@cloudmux/core';
+import { CloudmuxError, pathIds } from '@cloudmux/core';
 
 /** The hidden folder under the root where uploads are written before they are renamed into place. */
 export const STAGING_DIR = '.cloudmux-uploads';
 
-export function parseRawId(rawId: string): string[] {
-  if (typeof rawId !== 'string' || !rawId.startsWith('/') || rawId.includes('\u0000')) {
-    throw new CloudmuxError('not_found', 'No such file or folder.');
-  }
-  const segments = rawId.split('/').filter((s) => s !== '');
-  for (const segment of segments) {
-    if (segment === '.' || segment === '..' || segment.includes('\\')) {
-      throw new CloudmuxError('not_found', 'No such file or folder.');
-    }
-  }
-  if (segments[0] === STAGING_DIR) throw new CloudmuxError('not_found', 'No such file or folder.');
-  return segments;
-}
+const ids = pathIds({
+  service: 'local',
+  // The staging folder sits directly under the root.
+  reserved: (segment, depth) => depth === 0 && segment === STAGING_DIR,
+  reservedMessage: 'That name is reserved.',
+});
 
-export function toRawId(segments: readonly string[]): string {
-  return `/${segments.join('/')}`;
-}
-
-export function childRawId(parentRawId: string, name: string): string {
-  const segments = parseRawId(parentRawId);
-  return toRawId([...segments, validateItemName(name)]);
-}
-
-export function parentOf(rawId: string): string | null {
-  const segments = parseRawId(rawId);
-  if (segments.length === 0) return null;
-  return toRawId(segments.slice(0, -1));
-}
+export const parseRawId = ids.parse;
+export const toRawId = ids.toRawId;
+export const childRawId = ids.child;
+export const parentOf = ids.parentOf;
 
 export function isInside(root: string, candidate: string): boolean {
   const rel = relative(root, candidate);

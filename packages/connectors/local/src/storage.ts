@@ -167,8 +167,8 @@ export class LocalStorage implements StorageApi {
   }
 
   async lookup(parentRawId: string, name: string): Promise<StorageItem | null> {
-    const rawId = childRawId(parentRawId, name);
     if (parentRawId === '/' && name === STAGING_DIR) return null;
+    const rawId = childRawId(parentRawId, name);
     try {
       const { path, info } = await this.existing(rawId);
       return await this.toItem(rawId, path, info);

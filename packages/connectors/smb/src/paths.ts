@@ -4,7 +4,7 @@
  * `.`/`..`, contain a separator, NUL/control characters, or the characters SMB reserves: `:`
  * (which would name an alternate data stream), `*`, `?`, `<`, `>`, `"` (wildcards) and `|`.
  */
-import { CloudmuxError, validateItemName } from '@cloudmux/core';
+import { CloudmuxError, pathIds, validateItemName } from '@cloudmux/core';
 
 /** Hidden folder under the base path where uploads and copies are written before their final rename. */
 export const STAGING_DIR = '.cloudmux-uploads';
@@ -30,29 +30,21 @@ function isValidSegment(segment: string): boolean {
   }
 }
 
+const ids = pathIds({
+  service: 'smb',
+  // The staging folder sits directly under the base path.
+  reserved: (segment, depth) => depth === 0 && segment === STAGING_DIR,
+  reservedMessage: 'That name is reserved.',
+  validateName: (name) => {
+    validateSmbName(name);
+  },
+});
+
 /** Segments of a raw id; anything malformed reads as a missing item. */
-export function parseRawId(rawId: string): string[] {
-  if (typeof rawId !== 'string' || !rawId.startsWith('/'))
-    throw new CloudmuxError('not_found', 'No such file or folder.');
-  const segments = rawId.split('/').filter((s) => s !== '');
-  if (!segments.every(isValidSegment) || segments[0] === STAGING_DIR) {
-    throw new CloudmuxError('not_found', 'No such file or folder.');
-  }
-  return segments;
-}
-
-export function toRawId(segments: readonly string[]): string {
-  return `/${segments.join('/')}`;
-}
-
-export function childRawId(parentRawId: string, name: string): string {
-  return toRawId([...parseRawId(parentRawId), validateSmbName(name)]);
-}
-
-export function parentOf(rawId: string): string | null {
-  const segments = parseRawId(rawId);
-  return segments.length === 0 ? null : toRawId(segments.slice(0, -1));
-}
+export const parseRawId = ids.parse;
+export const toRawId = ids.toRawId;
+export const childRawId = ids.child;
+export const parentOf = ids.parentOf;
 
 /** The base path credential (`/`, `/a/b`, `a\\b`) as validated segments. */
 export function parseBasePath(basePath: string): string[] {
