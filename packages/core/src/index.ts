@@ -1,3 +1,4 @@
+export * from './concurrency.js';
 export * from './connector.js';
 export * from './context.js';
 export * from './errors.js';

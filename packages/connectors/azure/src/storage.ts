@@ -11,6 +11,7 @@ import {
   CloudmuxError,
   type DeleteOptions,
   type DownloadResult,
+  forEachLimit,
   type MoveOptions,
   type NativeMultipart,
   namingConflict,
@@ -64,27 +65,6 @@ const multipartState = z.object({
   contentType: z.string(),
 });
 type MultipartState = z.infer<typeof multipartState>;
-
-async function mapLimit<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  let failed: { error: unknown } | null = null;
-  const worker = async () => {
-    while (failed === null && next < items.length) {
-      const item = items[next++]!;
-      try {
-        await fn(item);
-      } catch (error) {
-        failed ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failed) throw (failed as { error: unknown }).error;
-}
 
 function byName(a: { key: string }, b: { key: string }): number {
   return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
@@ -451,7 +431,7 @@ export class AzureStorage implements StorageApi {
   private async copyTree(source: string, destination: string): Promise<string[]> {
     const names = await this.treeBlobs(source);
     if (!names.includes(source)) await this.putMarker(destination, true);
-    await mapLimit(names, TREE_CONCURRENCY, (name) =>
+    await forEachLimit(names, TREE_CONCURRENCY, (name) =>
       this.copyBlob(name, destination + name.slice(source.length)),
     );
     return names;
@@ -529,7 +509,7 @@ export class AzureStorage implements StorageApi {
     // Everything is copied before anything is deleted: a failure leaves the source whole.
     const names = await this.copyTree(source, blobName);
     const marker = names.filter((n) => n === source);
-    await mapLimit(
+    await forEachLimit(
       names.filter((n) => n !== source),
       TREE_CONCURRENCY,
       async (name) => void (await this.client.deleteBlob(name)),
@@ -561,7 +541,7 @@ export class AzureStorage implements StorageApi {
           if (n === source) hadMarker = true;
           return n !== source;
         });
-      await mapLimit(names, TREE_CONCURRENCY, async (name) => void (await this.client.deleteBlob(name)));
+      await forEachLimit(names, TREE_CONCURRENCY, async (name) => void (await this.client.deleteBlob(name)));
       marker = listing.nextMarker ?? undefined;
     } while (marker);
     if (hadMarker) await this.client.deleteBlob(source);

@@ -10,6 +10,7 @@ import {
   CloudmuxError,
   type DeleteOptions,
   type DownloadResult,
+  forEachLimit,
   type Logger,
   type MoveOptions,
   mimeTypeFor,
@@ -100,23 +101,6 @@ interface MultipartSession {
   /** 1: ifExists fail. */
   f: 0 | 1;
   p: Array<[number, string]>;
-}
-
-async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failure: { error: unknown } | null = null;
-  const worker = async () => {
-    while (failure === null && next < items.length) {
-      const item = items[next++]!;
-      try {
-        await fn(item);
-      } catch (error) {
-        failure ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failure) throw (failure as { error: unknown }).error;
 }
 
 /** Skips `skip` bytes and passes at most `limit` more: for servers that answer a Range with 200. */
@@ -623,7 +607,7 @@ export class S3Storage implements StorageApi {
         ranges.push({ partNumber: n, start, end: Math.min(size, start + partSize) - 1 });
       }
       const parts: Array<{ partNumber: number; etag: string }> = [];
-      await mapLimit(ranges, COPY_CONCURRENCY, async (r) => {
+      await forEachLimit(ranges, COPY_CONCURRENCY, async (r) => {
         const etag = await this.client.uploadPartCopy(target, uploadId, r.partNumber, source, r);
         parts.push({ partNumber: r.partNumber, etag });
       });
@@ -657,7 +641,7 @@ export class S3Storage implements StorageApi {
   /** Copies every key under `source` to the same key under `target`; when moving, deletes each page after. */
   private async copyTree(source: string, target: string, move: boolean): Promise<void> {
     for await (const objects of this.pagesUnder(source)) {
-      await mapLimit(objects, COPY_CONCURRENCY, (o) =>
+      await forEachLimit(objects, COPY_CONCURRENCY, (o) =>
         this.copyKey(o.key, `${target}${o.key.slice(source.length)}`, o.size, false),
       );
       if (move) await this.client.deleteObjects(objects.map((o) => o.key));

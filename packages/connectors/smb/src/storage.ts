@@ -576,28 +576,7 @@ export class SmbStorage implements StorageApi {
       await this.stat(client, source, type);
       await this.stat(client, parent, 'folder');
       if (targetRawId === rawId) return this.stat(client, source, type);
-      let open: OpenFile;
-      try {
-        open = await client.create(this.path(source), {
-          access: Access.DELETE | Access.FILE_READ_ATTRIBUTES | Access.SYNCHRONIZE,
-          disposition: Disposition.OPEN,
-          createOptions: type === 'folder' ? CreateOption.DIRECTORY_FILE : CreateOption.NON_DIRECTORY_FILE,
-          shareAccess: ShareAccess.ALL,
-        });
-      } catch (err) {
-        if (
-          hasStatus(
-            err,
-            Status.OBJECT_NAME_NOT_FOUND,
-            Status.OBJECT_PATH_NOT_FOUND,
-            Status.NOT_A_DIRECTORY,
-            Status.FILE_IS_A_DIRECTORY,
-          )
-        ) {
-          throw new CloudmuxError('not_found', 'No such file or folder.', { service: SERVICE, cause: err });
-        }
-        throw err;
-      }
+      const open = await this.openForDelete(client, source, type === 'folder');
       try {
         return await this.place(client, open.fileId, target, false, false);
       } catch (err) {
@@ -608,30 +587,36 @@ export class SmbStorage implements StorageApi {
     return this.item(target, info);
   }
 
-  /** Deletes one file or empty folder with FileDispositionInformation. */
-  private async deleteOne(client: SmbClient, segments: readonly string[], folder: boolean): Promise<void> {
-    let open: OpenFile;
+  /** Opens an existing file or folder with DELETE access (renames and deletes); missing is `not_found`. */
+  private async openForDelete(
+    client: SmbClient,
+    segments: readonly string[],
+    folder: boolean,
+  ): Promise<OpenFile> {
     try {
-      open = await client.create(this.path(segments), {
+      return await client.create(this.path(segments), {
         access: Access.DELETE | Access.FILE_READ_ATTRIBUTES | Access.SYNCHRONIZE,
         disposition: Disposition.OPEN,
         createOptions: folder ? CreateOption.DIRECTORY_FILE : CreateOption.NON_DIRECTORY_FILE,
         shareAccess: ShareAccess.ALL,
       });
     } catch (err) {
-      if (
-        hasStatus(
-          err,
-          Status.OBJECT_NAME_NOT_FOUND,
-          Status.OBJECT_PATH_NOT_FOUND,
-          Status.NOT_A_DIRECTORY,
-          Status.FILE_IS_A_DIRECTORY,
-        )
-      ) {
+      const missing = [
+        Status.OBJECT_NAME_NOT_FOUND,
+        Status.OBJECT_PATH_NOT_FOUND,
+        Status.NOT_A_DIRECTORY,
+        Status.FILE_IS_A_DIRECTORY,
+      ];
+      if (hasStatus(err, ...missing)) {
         throw new CloudmuxError('not_found', 'No such file or folder.', { service: SERVICE, cause: err });
       }
       throw err;
     }
+  }
+
+  /** Deletes one file or empty folder with FileDispositionInformation. */
+  private async deleteOne(client: SmbClient, segments: readonly string[], folder: boolean): Promise<void> {
+    const open = await this.openForDelete(client, segments, folder);
     try {
       await client.setDeletePending(open.fileId, true);
     } finally {
