@@ -29,16 +29,24 @@ const OWN_CHANGE_MS = 3_000;
 const RETENTION_MS = 24 * 60 * 60 * 1000;
 
 type Listener = (event: JournalEvent) => void;
+export type TransactionalWriter = (db: Kysely<Database>, event: JournalEvent) => Promise<void>;
 
 export class EventJournal {
   #writes = 0;
   readonly #listeners = new Set<Listener>();
+  readonly #writers = new Set<TransactionalWriter>();
   /** Raw ids Cloudmux changed recently, per account: a watcher reporting them is hearing our own write. */
   readonly #own = new Map<number, Map<string, number>>();
 
   constructor(private readonly db: Kysely<Database>) {}
 
-  /** Called for every recorded event (webhook delivery subscribes here). */
+  /** Runs inside the transaction that records each event (the webhook outbox writes its rows here). */
+  addTransactionalWriter(writer: TransactionalWriter): () => void {
+    this.#writers.add(writer);
+    return () => this.#writers.delete(writer);
+  }
+
+  /** Called for every recorded event, after it is stored (webhook delivery wakes up here). */
   subscribe(listener: Listener): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
@@ -103,31 +111,37 @@ export class EventJournal {
   ): Promise<JournalEvent> {
     const item = 'name' in target ? (target as StorageItem) : null;
     const modified = nowIso();
-    const row = await this.db
-      .insertInto('events')
-      .values({
-        account_id: accountId,
+    const write = async (db: Kysely<Database>): Promise<JournalEvent> => {
+      const row = await db
+        .insertInto('events')
+        .values({
+          account_id: accountId,
+          action,
+          raw_id: target.rawId,
+          item_type: target.type,
+          item: item ? JSON.stringify(item) : null,
+          modified,
+          user_id: meta.userId ?? null,
+          ip: meta.ip ?? null,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      const event: JournalEvent = {
+        id: Number(row.id),
+        accountId,
         action,
-        raw_id: target.rawId,
-        item_type: target.type,
-        item: item ? JSON.stringify(item) : null,
+        rawId: target.rawId,
+        itemType: target.type,
+        item,
         modified,
-        user_id: meta.userId ?? null,
+        userId: meta.userId ?? null,
         ip: meta.ip ?? null,
-      })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    const event: JournalEvent = {
-      id: Number(row.id),
-      accountId,
-      action,
-      rawId: target.rawId,
-      itemType: target.type,
-      item,
-      modified,
-      userId: meta.userId ?? null,
-      ip: meta.ip ?? null,
+      };
+      for (const writer of this.#writers) await writer(db, event);
+      return event;
     };
+    // Writers (the webhook outbox) commit with the event or not at all: a crash cannot keep one without the other.
+    const event = this.#writers.size > 0 ? await this.db.transaction().execute(write) : await write(this.db);
     if (++this.#writes % 500 === 0) await this.prune(accountId);
     for (const listener of this.#listeners) {
       try {

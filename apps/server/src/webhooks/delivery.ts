@@ -63,6 +63,11 @@ export function deliver(
         'user-agent': USER_AGENT,
       },
     });
+    // Listening first: destroying the request below (timeout, abort) emits 'error'.
+    outgoing.on('error', (err: NodeJS.ErrnoException) => {
+      const code = err.code ? `${err.code}: ` : '';
+      finish({ ok: false, error: `${code}${err.message}`.slice(0, 500) });
+    });
     const timer = setTimeout(() => {
       outgoing.destroy(new Error(`no complete response within ${req.timeoutMs} ms`));
     }, req.timeoutMs);
@@ -74,10 +79,6 @@ export function deliver(
     if (req.signal?.aborted) return onAbort();
     req.signal?.addEventListener('abort', onAbort, { once: true });
 
-    outgoing.on('error', (err: NodeJS.ErrnoException) => {
-      const code = err.code ? `${err.code}: ` : '';
-      finish({ ok: false, error: `${code}${err.message}`.slice(0, 500) });
-    });
     outgoing.on('response', (res) => {
       const status = res.statusCode ?? 0;
       const chunks: Buffer[] = [];

@@ -112,7 +112,6 @@ export class WebhookWorker {
   readonly #timeoutMs: number;
   readonly #pollMs: number;
   readonly #concurrency: number;
-  readonly #pending = new Set<Promise<unknown>>();
   readonly #unsubscribe: () => void;
   #chain: Promise<void> = Promise.resolve();
   #stop: AbortController | null = null;
@@ -145,21 +144,29 @@ export class WebhookWorker {
         agentOptions: { keepAlive: false },
       });
     this.store = new WebhookStore(options.db, options.keys, () => this.#clock.now());
-    this.#unsubscribe = options.journal.subscribe((event) => {
-      if (this.#closed) return;
-      this.#track(
-        this.enqueue(event).then(() => {
-          this.#kicked = true;
-          this.#wake?.();
-        }),
-      );
+    // Outbox rows are written in the event's own transaction; the listener only wakes the loop.
+    const removeWriter = options.journal.addTransactionalWriter(async (db, event) => {
+      if (!this.#closed) await this.enqueue(event, db, { rethrow: true });
     });
+    const unsubscribe = options.journal.subscribe(() => {
+      if (this.#closed) return;
+      this.#kicked = true;
+      this.#wake?.();
+    });
+    this.#unsubscribe = () => {
+      removeWriter();
+      unsubscribe();
+    };
   }
 
   /** Writes one outbox row per webhook of the event's app (nothing when the app has none). */
-  async enqueue(event: JournalEvent): Promise<number> {
+  async enqueue(
+    event: JournalEvent,
+    db: Kysely<Database> = this.#db,
+    options: { rethrow?: boolean } = {},
+  ): Promise<number> {
     try {
-      const hooks = await this.#db
+      const hooks = await db
         .selectFrom('webhooks')
         .innerJoin('accounts', 'accounts.app_id', 'webhooks.app_id')
         .select(['webhooks.id as webhook_id', 'webhooks.app_id as app_id', 'accounts.service as service'])
@@ -169,7 +176,7 @@ export class WebhookWorker {
       const body = encodeForm(webhookFields(event, hooks[0]!.service, this.#ids));
       const now = this.#clock.now();
       const created = new Date(now).toISOString();
-      await this.#db
+      await db
         .insertInto('webhook_outbox')
         .values(
           hooks.map((h) => ({
@@ -187,6 +194,7 @@ export class WebhookWorker {
       return hooks.length;
     } catch (err) {
       this.#log.error({ err, event: event.id, account: event.accountId }, 'webhook outbox write failed');
+      if (options.rethrow) throw err;
       return 0;
     }
   }
@@ -210,9 +218,8 @@ export class WebhookWorker {
     this.guard.destroy();
   }
 
-  /** Resolves once no outbox write or delivery batch is in progress. */
+  /** Resolves once no delivery batch is in progress (outbox rows are written with their events). */
   async settled(): Promise<void> {
-    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
     await this.#chain;
   }
 
@@ -233,11 +240,6 @@ export class WebhookWorker {
         },
       );
     return this.#chain;
-  }
-
-  #track(promise: Promise<unknown>): void {
-    this.#pending.add(promise);
-    void promise.finally(() => this.#pending.delete(promise));
   }
 
   async #run(signal: AbortSignal): Promise<void> {
