@@ -2,10 +2,12 @@
  * s3rver 3.7.1 (npm devDependency) as a child process on a free loopback port, with one bucket
  * configured at start. It runs under `--openssl-legacy-provider`: its continuation tokens use DES,
  * and without the legacy provider every truncated listing is a 500 (shared/reference/test-servers.md).
- * A child process (not in-process) so failure tests can SIGKILL it mid-transfer.
+ * A child process (not in-process) so failure tests can SIGKILL it mid-transfer. It starts through
+ * ./s3rver-flushed.cjs, which makes a PUT answer only once the object is on disk.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { freePort, makeTempDir, type StartedServer, startServer, type TempDir } from '@cloudmux/testkit';
 
 /** s3rver accepts only its built-in account; it does not check signatures (see the fixtures). */
@@ -14,10 +16,11 @@ export const S3RVER_SECRET = 'S3RVER';
 
 const require = createRequire(import.meta.url);
 
+const LAUNCHER = fileURLToPath(new URL('./s3rver-flushed.cjs', import.meta.url));
+
 function s3rverBin(): string | null {
   try {
-    const bin = require.resolve('s3rver/bin/s3rver.js');
-    return existsSync(bin) ? bin : null;
+    return existsSync(require.resolve('s3rver/bin/s3rver.js')) ? LAUNCHER : null;
   } catch {
     return null;
   }
