@@ -249,7 +249,10 @@ export class WebhookWorker {
       if (signal.aborted) break;
       // A failing store is not hammered: the next try waits a full poll interval.
       const wait = this.#lastBatchFailed ? this.#pollMs : await this.#idleWait();
-      // No await between this check and arming #wake, so an enqueue cannot slip in unnoticed.
+      // No await between these checks and arming #wake and the abort listener, so neither an
+      // enqueue nor a stop() that came during the query above can slip in unnoticed (a listener
+      // added to an already aborted signal never fires: the loop would sleep forever).
+      if (signal.aborted) break;
       if (this.#kicked || wait <= 0) continue;
       const sleeper = new AbortController();
       const onStop = () => sleeper.abort();
