@@ -1,6 +1,6 @@
 /**
- * What the tests themselves cannot see: type errors (vitest strips types), a broken build, and a
- * server that only works from source. The build goes to dist/, which nothing in the test loop reads.
+ * What the tests themselves cannot see: type errors (vitest strips types), lint and format drift, a
+ * broken build, and a server that only works from source. The build goes to dist/, which nothing in the test loop reads.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+const biome = join(root, 'node_modules', '@biomejs', 'biome', 'bin', 'biome');
 
 function workspacePackages(): string[] {
   const dirs: string[] = [];
@@ -32,6 +33,14 @@ describe('the workspace', () => {
       }).catch((err: Error) => failures.push(`${dir}:\n${err.message.slice(0, 3000)}`));
     }
     expect(failures).toEqual([]);
+  });
+
+  it('lint and format are clean (biome check over the repository)', async () => {
+    // Rejects with biome's report when it finds anything (warnings included: they are fixable).
+    await run(process.execPath, [biome, 'check', '--error-on-warnings', '.'], {
+      cwd: root,
+      timeoutMs: 120_000,
+    });
   });
 
   it('builds every package to dist with the project references (tsc -b)', async () => {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { type ConnectEvent, createConnectorContext, instantiateConnector } from '@cloudmux/core';
 import { bufferStream, expectCloudmuxError, makeTempDir, readAll, run } from '@cloudmux/testkit';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createWebDavStorage,
   UPLOAD_PREFIX,
