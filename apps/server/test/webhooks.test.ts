@@ -225,6 +225,28 @@ describe.each(STORE_KINDS)('webhooks on %s', (store) => {
     await removeHook(second.id);
   });
 
+  it('registers a URL once when several requests race to create it (unique index, not only a check)', async () => {
+    const url = 'http://127.0.0.1:9/raced';
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, () => t.call(hooksPath(app), { method: 'POST', json: { url } })),
+    );
+    const created = answers.filter((r) => r.status === 201);
+    expect(created).toHaveLength(1);
+    const winner = (await json(created[0]!)) as { id: number };
+    for (const res of answers.filter((r) => r.status !== 201)) {
+      expect(res.status).toBe(409);
+      expect(await json(res)).toMatchObject({
+        error_code: 'naming_conflict',
+        conflicting_resource_id: String(winner.id),
+      });
+    }
+    const listed = (await json(await t.call(`${hooksPath(app)}?page_size=100`))) as {
+      objects: Array<{ url: string }>;
+    };
+    expect(listed.objects.filter((o) => o.url === url)).toHaveLength(1);
+    await removeHook(winner.id);
+  });
+
   it('validates the body and the URL', async () => {
     for (const body of [
       {},

@@ -189,6 +189,17 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
       },
     },
     '0002_multipart': multipartMigration,
+    '0003_webhook_url_unique': {
+      // One URL once per app, also when two requests (or two instances) register it at once.
+      async up(db: AnyDb) {
+        await db.schema
+          .createIndex('webhooks_app_url')
+          .unique()
+          .on('webhooks')
+          .columns(['app_id', 'url'])
+          .execute();
+      },
+    },
   };
 }
 

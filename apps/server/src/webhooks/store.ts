@@ -27,6 +27,13 @@ export const SIGNING_KEY_PREFIX = 'cmwh_';
 export const MAX_WEBHOOKS_PER_APP = 50;
 const MAX_URL_LENGTH = 2048;
 
+/** `conflicting_resource_id` names the existing webhook (unless it was deleted meanwhile). */
+function duplicateUrl(existing: { id: number | bigint } | undefined): CloudmuxError {
+  return new CloudmuxError('naming_conflict', 'A webhook with this URL already exists.', {
+    ...(existing ? { conflictingResourceId: String(existing.id) } : {}),
+  });
+}
+
 const secretAad = (appId: string) => [`app:${appId}`, 'webhook_secret'];
 
 /**
@@ -105,17 +112,8 @@ export class WebhookStore {
 
   /** Registers `url` (already validated) for the app; the same URL twice is a `naming_conflict`. */
   async create(appId: string, url: string): Promise<WebhookRow> {
-    const existing = await this.db
-      .selectFrom('webhooks')
-      .select('id')
-      .where('app_id', '=', appId)
-      .where('url', '=', url)
-      .executeTakeFirst();
-    if (existing) {
-      throw new CloudmuxError('naming_conflict', 'A webhook with this URL already exists.', {
-        conflictingResourceId: String(existing.id),
-      });
-    }
+    const existing = await this.withUrl(appId, url);
+    if (existing) throw duplicateUrl(existing);
     if ((await this.count(appId)) >= MAX_WEBHOOKS_PER_APP) {
       throw new CloudmuxError(
         'bad_request',
@@ -124,12 +122,26 @@ export class WebhookStore {
     }
     // Receivers must be able to verify the first delivery: the key exists before the webhook does.
     await this.signingKey(appId);
+    // The unique index on (app_id, url) settles a race with another create of the same URL.
     const row = await this.db
       .insertInto('webhooks')
       .values({ app_id: appId, url, created: new Date(this.now()).toISOString() })
+      .onConflict((oc) => oc.columns(['app_id', 'url']).doNothing())
       .returning('id')
-      .executeTakeFirstOrThrow();
+      .executeTakeFirst();
+    if (!row) {
+      throw duplicateUrl(await this.withUrl(appId, url));
+    }
     return (await this.get(appId, Number(row.id)))!;
+  }
+
+  private withUrl(appId: string, url: string): Promise<{ id: number | bigint } | undefined> {
+    return this.db
+      .selectFrom('webhooks')
+      .select('id')
+      .where('app_id', '=', appId)
+      .where('url', '=', url)
+      .executeTakeFirst();
   }
 
   /** Deletes the webhook and (foreign key cascade) its undelivered outbox rows. */
