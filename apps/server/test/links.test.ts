@@ -193,6 +193,40 @@ describe.each(STORE_KINDS)('Links on %s', (store) => {
     await expectError(await visit(`${t.url}/l/not-a-link`), 404, 'not_found');
   });
 
+  it('follows a file renamed or moved, and a file whose folder is renamed, through Cloudmux', async () => {
+    const folderIn = async (name: string, parent = 'root') =>
+      (await json(
+        await t.call(`${base}/storage/folders`, { method: 'POST', json: { name, parent_id: parent } }),
+      )) as { id: string };
+    const docs = await folderIn('follow-docs');
+    const archive = await folderIn('follow-archive');
+    const file = await upload(t, base, 'report.txt', 'report bytes', docs.id);
+    const fileLink = await createLink({ file_id: file.id, direct: true });
+    const other = await upload(t, base, 'other.txt', 'other bytes', docs.id);
+    const otherLink = await createLink({ file_id: other.id, direct: true });
+    const patch = async (kind: 'files' | 'folders', id: string, body: Record<string, unknown>) => {
+      const res = await t.call(`${base}/storage/${kind}/${id}`, { method: 'PATCH', json: body });
+      expect(res.status).toBe(200);
+      return (await json(res)) as { id: string };
+    };
+    const linkFileId = async (link: Link) =>
+      linkSchema.parse(await json(await t.call(`${base}/storage/links/${link.id}`))).file_id;
+
+    const renamed = await patch('files', file.id, { name: 'report-final.txt' });
+    expect(renamed.id).not.toBe(file.id);
+    expect(await (await visit(fileLink.url)).text()).toBe('report bytes');
+    expect(await linkFileId(fileLink)).toBe(renamed.id);
+
+    const moved = await patch('files', renamed.id, { parent_id: archive.id });
+    expect(await (await visit(fileLink.url)).text()).toBe('report bytes');
+    expect(await linkFileId(fileLink)).toBe(moved.id);
+
+    // Renaming the folder moves what is inside it: the link on a file below follows too.
+    await patch('folders', docs.id, { name: 'follow-docs-2024' });
+    expect(await (await visit(otherLink.url)).text()).toBe('other bytes');
+    expect(await (await visit(fileLink.url)).text()).toBe('report bytes');
+  });
+
   it('reads, patches and deletes links; validates input', async () => {
     const file = await upload(t, base, 'crud.txt', 'crud');
     const folder = (await json(

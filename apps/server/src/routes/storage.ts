@@ -28,6 +28,7 @@ import {
   parseRange,
 } from '../http/params.js';
 import { type StorageScope, storageRuntimeFor, storageScope, targetAccount } from '../http/scope.js';
+import { LinkStore } from '../store/links.js';
 import { type ConflictMode, copyAcross, copyWithin, uploadWithMode } from '../storage-ops.js';
 import { renderTask } from '../tasks.js';
 import { fetchSource, parseSourceUrl } from '../url-source.js';
@@ -123,6 +124,7 @@ function recordEvent(
 
 export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): void {
   const prefix = '/v1/accounts/:account/storage';
+  const links = new LinkStore(deps.storeHandle.db);
 
   // ── files ──────────────────────────────────────────────────────────────
 
@@ -337,6 +339,7 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
         ...(body.name !== undefined ? { name: body.name } : {}),
       }),
     ).catch(withConflictId(scope, type));
+    await links.followMove(Number(scope.account.id), type, rawId, item.rawId);
     await recordEvent(deps, request, scope, parent !== undefined ? 'move' : 'rename', item, rawId);
     return sendJson(reply, 200, render(scope, deps, item));
   }

@@ -110,6 +110,42 @@ export class LinkStore {
     return this.get(appId, accountIds, id);
   }
 
+  /**
+   * Keeps the account's links on an item moved or renamed through Cloudmux. Path-addressed
+   * connectors (local, ftp, smb, webdav, s3, azure) give the item — and for a folder, everything
+   * below it — a new raw id; connectors whose ids survive a move leave nothing to do. Moves made
+   * outside Cloudmux are not seen, and those links end as `not_found`.
+   */
+  async followMove(accountId: number, type: 'file' | 'folder', from: string, to: string): Promise<number> {
+    if (from === to) return 0;
+    const below = (id: string) => (id.endsWith('/') ? id : `${id}/`);
+    const [fromPrefix, toPrefix] = [below(from), below(to)];
+    const rows = await this.db
+      .selectFrom('links')
+      .select(['id', 'raw_id'])
+      .where('account_id', '=', accountId)
+      .execute();
+    let moved = 0;
+    for (const row of rows) {
+      const next =
+        row.raw_id === from
+          ? to
+          : type === 'folder' && row.raw_id.startsWith(fromPrefix)
+            ? toPrefix + row.raw_id.slice(fromPrefix.length)
+            : undefined;
+      if (next === undefined) continue;
+      // Compare-and-swap: a concurrent move of the same link wins, this one does not overwrite it.
+      await this.db
+        .updateTable('links')
+        .set({ raw_id: next })
+        .where('id', '=', row.id)
+        .where('raw_id', '=', row.raw_id)
+        .execute();
+      moved++;
+    }
+    return moved;
+  }
+
   async delete(appId: string, accountIds: readonly number[], id: string): Promise<boolean> {
     if (!LINK_ID_RE.test(id) || accountIds.length === 0) return false;
     const result = await this.db
