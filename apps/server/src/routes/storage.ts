@@ -28,8 +28,8 @@ import {
   parseRange,
 } from '../http/params.js';
 import { type StorageScope, storageRuntimeFor, storageScope, targetAccount } from '../http/scope.js';
-import { LinkStore } from '../store/links.js';
 import { type ConflictMode, copyAcross, copyWithin, uploadWithMode } from '../storage-ops.js';
+import { LinkStore } from '../store/links.js';
 import { renderTask } from '../tasks.js';
 import { fetchSource, parseSourceUrl } from '../url-source.js';
 import { sendJson } from './util.js';
