@@ -2,6 +2,7 @@
 import { makeTempDir, type TempDir } from '@cloudmux/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli.js';
+import { newAppId } from '../src/store/store.js';
 
 let dir: TempDir;
 const run = async (...argv: string[]) => {
@@ -42,6 +43,12 @@ describe('cloudmux admin commands', () => {
     expect((await run('webhook', 'add', 'http://169.254.169.254/latest', '--app', app.app_id)).code).toBe(1);
     expect((await run('webhook', 'remove', String(hook.id))).code).toBe(0);
     expect(JSON.parse((await run('webhook', 'list', '--json')).out)).toEqual([]);
+  });
+
+  it('app ids are letters and digits, so `--app <id>` never reads as an option', async () => {
+    const ids = Array.from({ length: 500 }, newAppId);
+    for (const id of ids) expect(id).toMatch(/^[A-Za-z0-9]{16}$/);
+    expect(new Set(ids).size).toBe(ids.length);
   });
 
   it('manages redirect URIs and trusted origins', async () => {

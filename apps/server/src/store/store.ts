@@ -3,11 +3,23 @@
  * query itself, so an app can never read or touch another app's rows. Credentials are encrypted
  * at rest (AES-256-GCM, AAD binds account id + field); API keys and bearer tokens are stored hashed.
  */
-import { randomBytes } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 import { CloudmuxError, generateToken, hashToken, type SecretBox } from '@cloudmux/core';
 import type { Kysely, Selectable, Updateable } from 'kysely';
 import { nowIso } from './db.js';
 import type { AccountsTable, AppsTable, Database } from './schema.js';
+
+const APP_ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+
+/**
+ * 16 letters and digits (95 bits). Not base64url: an id starting with `-` would read as an option
+ * in `cloudmux … --app <id>`, and a `_` or `-` gets cut off when double-clicked in a terminal.
+ */
+export function newAppId(): string {
+  let id = '';
+  for (let i = 0; i < 16; i++) id += APP_ID_ALPHABET[randomInt(APP_ID_ALPHABET.length)];
+  return id;
+}
 
 export type AppRow = Selectable<AppsTable>;
 export type AccountRow = Selectable<AccountsTable>;
@@ -31,7 +43,7 @@ export class Store {
   // ── apps and API keys ────────────────────────────────────────────────────
 
   async createApp(name: string, options: { id?: string } = {}): Promise<{ app: AppRow; apiKey: string }> {
-    const id = options.id ?? randomBytes(12).toString('base64url');
+    const id = options.id ?? newAppId();
     const now = nowIso();
     const settings: AppSettings = { redirect_uris: [], trusted_origins: [] };
     await this.db
