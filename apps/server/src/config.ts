@@ -16,6 +16,8 @@ export interface ServerConfig {
   databaseSchema?: string;
   secretKey?: string;
   redisUrl?: string;
+  /** Prefix of every Redis key (`CLOUDMUX_REDIS_PREFIX`, default `cloudmux:`). */
+  redisPrefix?: string;
   /** CIDR list restricting every connection connectors open (`CLOUDMUX_ALLOWED_NETWORKS`). */
   allowedNetworks?: string[];
   /** JSON bodies above this are refused (uploads stream and have no limit). */
@@ -104,6 +106,7 @@ export function loadConfig(flags: FlagValues = {}, env: NodeJS.ProcessEnv = proc
     ['databaseSchema', get('databaseSchema')],
     ['secretKey', get('secretKey')],
     ['redisUrl', get('redisUrl')],
+    ['redisPrefix', env.CLOUDMUX_REDIS_PREFIX],
   ];
   for (const [key, value] of optional)
     if (value !== undefined) (config as unknown as Record<string, unknown>)[key] = value;

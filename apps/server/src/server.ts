@@ -22,6 +22,7 @@ import type { ServerDeps } from './http/deps.js';
 import { EventJournal } from './journal.js';
 import { loadKeys } from './keys.js';
 import { createLogger } from './ops/logging.js';
+import { RedisBucketStore } from './ops/redis-buckets.js';
 import { extraRoutes } from './routes/index.js';
 import { registerStorageTasks } from './routes/storage.js';
 import { ConnectorRuntime } from './runtime.js';
@@ -72,6 +73,15 @@ export async function createServer(
   const log = logger as unknown as Logger;
   const runtime = new ConnectorRuntime(registry, store, config, log, options.contextOverrides);
   const journal = new EventJournal(storeHandle.db);
+  // REDIS_URL: one bucket per account across every instance; otherwise buckets are per process.
+  const buckets = config.redisUrl
+    ? new RedisBucketStore({
+        url: config.redisUrl,
+        ...(config.redisPrefix ? { prefix: config.redisPrefix } : {}),
+        ...(options.clock ? { clock: options.clock } : {}),
+        log,
+      })
+    : undefined;
   const deps: ServerDeps = {
     config,
     storeHandle,
@@ -80,7 +90,11 @@ export async function createServer(
     runtime,
     ids: createIdCodec({ keys: keys.keyring, version: keys.idsVersion }),
     pages: createPageTokens({ keys: keys.keyring }),
-    limiter: new RateLimiter({ ...config.rateLimit, ...(options.clock ? { clock: options.clock } : {}) }),
+    limiter: new RateLimiter({
+      ...config.rateLimit,
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...(buckets ? { store: buckets } : {}),
+    }),
     keys,
     journal,
     watchers: new ChangeWatchers(store, runtime, journal, log),
@@ -119,6 +133,7 @@ export async function createServer(
       await deps.watchers.close();
       await webhooks.stop();
       await deps.runtime.close();
+      await buckets?.close();
       await storeHandle.close();
     },
   };

@@ -1,8 +1,8 @@
 /**
  * Our own per-account limit (Kloudless `too_many_requests`): a token bucket, 10 requests/s with a
  * burst of 10 by default. The arithmetic is integer (credit in token·ms), so `retryAfterMs` is exact
- * on a fake clock. State lives behind `BucketStore` so several server instances can share it
- * (Redis later: port `tokenBucketStep` to a Lua script so the step stays atomic).
+ * on a fake clock. State lives behind `BucketStore` so several server instances can share it (the
+ * server's Redis store runs this same step as a Lua script, so it stays atomic).
  */
 import { CloudmuxError } from './errors.js';
 import { type Clock, systemClock } from './http/clock.js';
