@@ -243,6 +243,23 @@ describe.each(STORE_KINDS)('pass-through and raw ids on %s', (store) => {
     expect(seen.sha256).toBe(createHash('sha256').update(body).digest('hex'));
   });
 
+  it('forwards JSON, text and form bodies unread, byte for byte (no parser consumes them first)', async () => {
+    const bodies: Array<[string, string]> = [
+      ['application/json', '{"path": "/Homework/math", "recursive": false}'],
+      ['application/json; charset=utf-8', ''],
+      ['text/plain', 'plain text body'],
+      ['application/x-www-form-urlencoded', 'a=1&b=%C3%A9'],
+    ];
+    for (const [type, body] of bodies) {
+      const res = await raw(echoAccount, '/rpc', 'POST', { headers: { 'content-type': type }, body });
+      expect(res.status, type).toBe(207);
+      expect(await res.text()).toBe(`upstream saw POST /base/rpc ${Buffer.byteLength(body)}`);
+      const seen = upstream.seen.at(-1)!;
+      expect(seen.headers['content-type']).toBe(type);
+      expect(seen.sha256).toBe(createHash('sha256').update(body).digest('hex'));
+    }
+  });
+
   it('counts upstream calls by service and status in /metrics', async () => {
     expect((await raw(echoAccount, '/counted')).status).toBe(207);
     const metrics = await (await t.call('/metrics', { auth: null })).text();

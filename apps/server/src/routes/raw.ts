@@ -10,7 +10,7 @@ import {
   resolvePassThroughUrl,
   type StorageApi,
 } from '@cloudmux/core';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import * as z from 'zod';
 import type { ServerDeps } from '../http/deps.js';
 import { AccountIds } from '../http/objects.js';
@@ -49,7 +49,16 @@ async function oneAccount(
 }
 
 export function registerRawRoutes(app: FastifyInstance, deps: ServerDeps): void {
-  app.post('/v1/accounts/:account/raw', async (request, reply) => {
+  // Pass-through bodies go upstream unread, whatever their type: in this child context no
+  // content-type parser runs (the app's JSON and text parsers would consume a JSON or text body,
+  // and the upstream would wait for it forever). Encapsulation keeps the app's parsers elsewhere.
+  app.register(async (passThrough) => {
+    passThrough.removeAllContentTypeParsers();
+    passThrough.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
+    passThrough.post('/v1/accounts/:account/raw', (request, reply) => forward(request, reply));
+  });
+
+  async function forward(request: FastifyRequest, reply: FastifyReply) {
     const account = await oneAccount(deps, request, reply);
     const runtime = await deps.runtime.forAccount(account, requestScope(request));
     const spec = runtime.definition.passThrough;
@@ -102,7 +111,7 @@ export function registerRawRoutes(app: FastifyInstance, deps: ServerDeps): void 
       reply.raw.destroy(err);
     });
     return reply.send(upstream.data);
-  });
+  }
 
   const encodeBody = z.looseObject({
     id: z.string().min(1).max(8192),
