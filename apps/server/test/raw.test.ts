@@ -54,18 +54,26 @@ async function upstreamServer(host = '127.0.0.1') {
         res.end();
         return;
       }
+      if (req.url?.startsWith('/base/empty')) {
+        res.writeHead(204, { 'x-upstream': 'empty' });
+        res.end();
+        return;
+      }
       if (req.url?.startsWith('/base/missing')) {
         res.writeHead(404, { 'content-type': 'application/json' });
         res.end('{"error":"nope"}');
         return;
       }
+      const text = `upstream saw ${req.method} ${req.url} ${bytes}`;
       res.writeHead(207, {
         'content-type': 'text/plain',
+        // Also on HEAD, as a real server answers it (Node's own would leave it out).
+        'content-length': String(Buffer.byteLength(text)),
         'x-upstream': 'yes',
         'keep-alive': 'timeout=5',
         upgrade: 'h2c',
       });
-      res.end(`upstream saw ${req.method} ${req.url} ${bytes}`);
+      res.end(req.method === 'HEAD' ? undefined : text);
     });
   });
   server.on('connection', () => {
@@ -258,6 +266,21 @@ describe.each(STORE_KINDS)('pass-through and raw ids on %s', (store) => {
       expect(seen.headers['content-type']).toBe(type);
       expect(seen.sha256).toBe(createHash('sha256').update(body).digest('hex'));
     }
+  });
+
+  it('passes body-less answers through: HEAD and 204 come back empty, not with a length to wait for', async () => {
+    // The upstream's Content-Length (33) describes the resource; the answer to our POST has no body.
+    const head = await raw(echoAccount, '/items/2', 'HEAD');
+    expect(head.status).toBe(207);
+    expect(head.headers.get('x-upstream')).toBe('yes');
+    expect(head.headers.get('content-type')).toBe('text/plain');
+    expect(await head.text()).toBe('');
+    expect(upstream.seen.at(-1)!.method).toBe('HEAD');
+
+    const empty = await raw(echoAccount, '/empty', 'DELETE');
+    expect(empty.status).toBe(204);
+    expect(empty.headers.get('x-upstream')).toBe('empty');
+    expect(await empty.text()).toBe('');
   });
 
   it('counts upstream calls by service and status in /metrics', async () => {

@@ -102,9 +102,18 @@ export function registerRawRoutes(app: FastifyInstance, deps: ServerDeps): void 
       throw err;
     }
     reply.status(upstream.status);
+    // An answer to HEAD, a 204 or a 304 has no body. Its Content-Length describes the resource, but
+    // ours answers the client's POST, whose body it would describe: it is dropped, or the client
+    // would wait for bytes that never come.
+    const bodyless = method === 'HEAD' || upstream.status === 204 || upstream.status === 304;
     for (const [name, value] of Object.entries(upstream.headers)) {
       if (value === undefined || value === null || HOP_BY_HOP.has(name.toLowerCase())) continue;
+      if (bodyless && name.toLowerCase() === 'content-length') continue;
       reply.header(name, value as string | string[]);
+    }
+    if (bodyless) {
+      upstream.data.resume();
+      return reply.send();
     }
     upstream.data.once('error', (err: Error) => {
       request.log.warn({ err }, 'pass-through response stream failed midway');
