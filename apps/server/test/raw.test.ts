@@ -60,7 +60,7 @@ async function upstreamServer(host = '127.0.0.1') {
         return;
       }
       if (req.url?.startsWith('/base/missing')) {
-        res.writeHead(404, { 'content-type': 'application/json' });
+        res.writeHead(404, { 'content-type': 'application/json; charset=utf-8' });
         res.end('{"error":"nope"}');
         return;
       }
@@ -295,6 +295,8 @@ describe.each(STORE_KINDS)('pass-through and raw ids on %s', (store) => {
     const missing = await raw(echoAccount, '/missing');
     expect(missing.status).toBe(404);
     expect(await missing.text()).toBe('{"error":"nope"}');
+    // The upstream's header as sent (our own JSON answers drop the charset; pass-through does not).
+    expect(missing.headers.get('content-type')).toBe('application/json; charset=utf-8');
     const before = upstream.seen.length;
     // The test's own fetch must not follow the 302 either.
     const redirect = await raw(echoAccount, '/redirect', 'GET', { redirect: 'manual' });
@@ -343,6 +345,8 @@ describe.each(STORE_KINDS)('pass-through and raw ids on %s', (store) => {
   it('is not_implemented for connectors without pass-through', async () => {
     const res = await raw(t.apps[0]!.accountId, '/anything');
     expect(res.status).toBe(501);
+    // Our own answers on this route are still exactly application/json.
+    expect(res.headers.get('content-type')).toBe('application/json');
   });
 
   it('encodes raw ids (and the older convert_id) into usable ids', async () => {

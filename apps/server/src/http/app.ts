@@ -170,7 +170,9 @@ export function buildApp(deps: ServerDeps, options: BuildAppOptions): FastifyIns
   });
 
   // Kloudless clients compare `Content-Type` to `application/json` exactly: no charset suffix.
-  app.addHook('onSend', async (_request, reply, payload) => {
+  // Pass-through answers (route config `upstreamHeaders`) keep the upstream's header as it was.
+  app.addHook('onSend', async (request, reply, payload) => {
+    if ((request.routeOptions.config as { upstreamHeaders?: boolean }).upstreamHeaders) return payload;
     const type = reply.getHeader('content-type');
     if (typeof type === 'string' && type.startsWith('application/json'))
       reply.header('content-type', 'application/json');

@@ -55,7 +55,9 @@ export function registerRawRoutes(app: FastifyInstance, deps: ServerDeps): void 
   app.register(async (passThrough) => {
     passThrough.removeAllContentTypeParsers();
     passThrough.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
-    passThrough.post('/v1/accounts/:account/raw', (request, reply) => forward(request, reply));
+    passThrough.post('/v1/accounts/:account/raw', { config: { upstreamHeaders: true } }, (request, reply) =>
+      forward(request, reply),
+    );
   });
 
   async function forward(request: FastifyRequest, reply: FastifyReply) {
