@@ -1015,14 +1015,15 @@ async function writeStream(
   const chunkSize = client.maxWrite;
   const inflight = new Set<Promise<void>>();
   let position = offset;
-  let pending: Buffer[] = [];
+  const pending: Buffer[] = [];
   let pendingBytes = 0;
-  const send = async (data: Buffer) => {
+  const send = async (data: Buffer[]) => {
     const at = position;
-    position += data.length;
+    const length = data.reduce((n, piece) => n + piece.length, 0);
+    position += length;
     const p = client.write(fileId, at, data).then((n) => {
-      if (n !== data.length)
-        throw new CloudmuxError('bad_gateway', `The server wrote ${n} of ${data.length} bytes.`, {
+      if (n !== length)
+        throw new CloudmuxError('bad_gateway', `The server wrote ${n} of ${length} bytes.`, {
           service: SERVICE,
         });
     });
@@ -1033,12 +1034,24 @@ async function writeStream(
     );
     if (inflight.size >= IO_WINDOW) await Promise.race(inflight);
   };
-  const take = (n: number): Buffer => {
-    const all = pending.length === 1 ? pending[0]! : Buffer.concat(pending);
-    const head = all.subarray(0, n);
-    const rest = all.subarray(n);
-    pending = rest.length > 0 ? [rest] : [];
-    pendingBytes = rest.length;
+  // The first `n` bytes as views of the received chunks: the client copies them into its frame,
+  // so concatenating here would copy every byte twice (and double the garbage per transfer).
+  const take = (n: number): Buffer[] => {
+    const head: Buffer[] = [];
+    let needed = n;
+    while (needed > 0) {
+      const first = pending[0]!;
+      if (first.length <= needed) {
+        head.push(first);
+        pending.shift();
+        needed -= first.length;
+      } else {
+        head.push(first.subarray(0, needed));
+        pending[0] = first.subarray(needed);
+        needed = 0;
+      }
+    }
+    pendingBytes -= n;
     return head;
   };
   try {

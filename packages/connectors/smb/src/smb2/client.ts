@@ -747,14 +747,17 @@ export class SmbClient {
   }
 
   /** MS-SMB2 §2.2.21 WRITE; returns the byte count written. */
-  async write(fileId: Buffer, offset: number, data: Buffer): Promise<number> {
+  async write(fileId: Buffer, offset: number, data: Buffer | readonly Buffer[]): Promise<number> {
+    // The pieces are copied once, into the frame (no concatenation first).
+    const pieces = Buffer.isBuffer(data) ? [data] : data;
+    const length = pieces.reduce((n, piece) => n + piece.length, 0);
     const body = Buffer.alloc(48);
     body.writeUInt16LE(49, 0);
     body.writeUInt16LE(HEADER + 48, 2);
-    body.writeUInt32LE(data.length, 4);
+    body.writeUInt32LE(length, 4);
     body.writeBigUInt64LE(BigInt(offset), 8);
     fileId.copy(body, 16);
-    const response = await this.request(Command.WRITE, [body, data], data.length);
+    const response = await this.request(Command.WRITE, [body, ...pieces], length);
     return response.body.readUInt32LE(4);
   }
 
