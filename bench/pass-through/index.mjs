@@ -1,6 +1,7 @@
 // Pass-through benchmark: 2 GiB up and 2 GiB down through `POST /v1/accounts/{id}/raw`, against the
 // same transfers made directly to the upstream in the same run. Reports throughput ratios and the
-// server's peak RSS over its idle RSS (target: < 64 MiB, i.e. bodies stream and nothing buffers).
+// server's peak RSS over its idle RSS (target: < 64 MiB, i.e. bodies stream and nothing buffers),
+// next to the same peak for a bare node:http proxy (./bare-proxy.mjs) carrying the same transfers.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -143,15 +144,38 @@ try {
     if (via.status !== 200) throw new Error(`pass-through ${direction} answered ${via.status}`);
     results.push({ direction, direct, via, peakOverIdleMiB: (peak - idle) / 1024 ** 2 });
   }
+  await child.stop();
+
+  // The baseline for memory: the same transfers through the barest streaming proxy.
+  const bare = forkServer(new URL('./bare-proxy.mjs', import.meta.url), {
+    env: { ...process.env, BENCH_UPSTREAM: upstreamUrl },
+  });
+  try {
+    const { url } = await bare.next('ready');
+    const bareIdle = (await bare.ask('reset')).rss;
+    for (const r of results) {
+      await bare.ask('reset');
+      const through =
+        r.direction === 'up'
+          ? await transfer({ url: `${url}/sink`, method: 'PUT', upload: SIZE })
+          : await transfer({ url: `${url}/source?size=${SIZE}`, method: 'GET' });
+      if (through.status !== 200) throw new Error(`bare proxy ${r.direction} answered ${through.status}`);
+      r.bareOverIdleMiB = ((await bare.ask('peak')).rss - bareIdle) / 1024 ** 2;
+    }
+  } finally {
+    await bare.stop();
+  }
   const mib = (b, s) => (b / 1024 ** 2 / s).toFixed(0);
   console.log(
     `pass-through, ${(SIZE / GiB).toFixed(2)} GiB each way, server idle RSS ${(idle / 1024 ** 2).toFixed(0)} MiB`,
   );
-  console.log('| direction | direct MiB/s | via Cloudmux MiB/s | ratio | server peak RSS over idle |');
-  console.log('| --- | --- | --- | --- | --- |');
+  console.log(
+    '| direction | direct MiB/s | via Cloudmux MiB/s | ratio | server peak RSS over idle | bare node:http proxy, same probe |',
+  );
+  console.log('| --- | --- | --- | --- | --- | --- |');
   for (const r of results) {
     console.log(
-      `| ${r.direction} | ${mib(SIZE, r.direct.seconds)} | ${mib(SIZE, r.via.seconds)} | ${(r.direct.seconds / r.via.seconds).toFixed(2)} | ${r.peakOverIdleMiB.toFixed(1)} MiB ${r.peakOverIdleMiB < 64 ? '(< 64 MiB: ok)' : '(OVER the 64 MiB target)'} |`,
+      `| ${r.direction} | ${mib(SIZE, r.direct.seconds)} | ${mib(SIZE, r.via.seconds)} | ${(r.direct.seconds / r.via.seconds).toFixed(2)} | ${r.peakOverIdleMiB.toFixed(1)} MiB ${r.peakOverIdleMiB < 64 ? '(< 64 MiB: ok)' : '(OVER the 64 MiB target)'} | ${r.bareOverIdleMiB.toFixed(1)} MiB |`,
     );
   }
   if (process.env.BENCH_JSON) console.log(JSON.stringify(results));
