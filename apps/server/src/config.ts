@@ -27,6 +27,8 @@ export interface ServerConfig {
   logLevel: string;
   /** Seconds in-flight requests get to finish on SIGTERM. */
   shutdownGraceSeconds: number;
+  /** Milliseconds between young-generation collections while bodies stream; 0 turns pacing off. */
+  gcPaceMs: number;
   /** Multipart staging limit per session, bytes. */
   multipartMaxBytes: number;
   /**
@@ -96,6 +98,7 @@ export function loadConfig(flags: FlagValues = {}, env: NodeJS.ProcessEnv = proc
     rateLimit: parseRateLimit(env.CLOUDMUX_RATE_LIMIT),
     logLevel: get('logLevel') ?? 'info',
     shutdownGraceSeconds: Number(env.CLOUDMUX_SHUTDOWN_GRACE_SECONDS ?? 20),
+    gcPaceMs: Number(env.CLOUDMUX_GC_PACE_MS ?? 10),
     multipartMaxBytes: Number(env.CLOUDMUX_MULTIPART_MAX_BYTES ?? 50 * 1024 * 1024 * 1024),
     oauthClients: oauthClientsFrom(env),
     taskLeaseSeconds: Number(env.CLOUDMUX_TASK_LEASE_SECONDS ?? 30),

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { CloudmuxError } from '@cloudmux/core';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger as PinoLogger } from 'pino';
+import { createGcPacer } from '../ops/gc-pacer.js';
 import { registerAccountRoutes } from '../routes/accounts.js';
 import { registerStorageRoutes } from '../routes/storage.js';
 import { sendJson } from '../routes/util.js';
@@ -40,6 +41,16 @@ const CORS_EXPOSE =
   'Content-Range, Content-Length, Content-Disposition, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, X-Request-Id';
 /** A refused JSON body is read and discarded up to this much, so the client can send it and read the 400. */
 const DRAIN_LIMIT = 64 * 1024 * 1024;
+/** Routes whose bodies stream (file bytes, pass-through): the GC pacer runs while they do. */
+const STREAMING_ROUTES = new Set([
+  'POST /v1/accounts/:account/raw',
+  'GET /v1/accounts/:account/storage/files/:id/contents',
+  'POST /v1/accounts/:account/storage/files',
+  'PUT /v1/accounts/:account/storage/files/:id',
+  'PUT /v1/accounts/:account/storage/multipart/:id',
+  'GET /l/:id',
+  'POST /l/:id',
+]);
 
 /** Route patterns by method, to tell a wrong method (405) from an unknown path (404). */
 class RouteMethods {
@@ -138,9 +149,12 @@ export function buildApp(deps: ServerDeps, options: BuildAppOptions): FastifyIns
     closing = true;
   });
 
+  const pacer = createGcPacer({ intervalMs: deps.config.gcPaceMs });
+  app.addHook('onClose', async () => pacer.close());
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
     keepFileBytesUnparsed(request);
+    if (STREAMING_ROUTES.has(`${request.method} ${request.routeOptions.url ?? ''}`)) pacer.track(reply.raw);
     if (closing) {
       // Draining for shutdown: new requests on kept-alive connections are refused, and the connection closed.
       reply.header('connection', 'close');
