@@ -186,7 +186,8 @@ export function buildApp(deps: ServerDeps, options: BuildAppOptions): FastifyIns
   // Kloudless clients compare `Content-Type` to `application/json` exactly: no charset suffix.
   // Pass-through answers (route config `upstreamHeaders`) keep the upstream's header as it was.
   app.addHook('onSend', async (request, reply, payload) => {
-    if ((request.routeOptions.config as { upstreamHeaders?: boolean }).upstreamHeaders) return payload;
+    if ((request.routeOptions.config as { upstreamHeaders?: boolean } | undefined)?.upstreamHeaders)
+      return payload;
     const type = reply.getHeader('content-type');
     if (typeof type === 'string' && type.startsWith('application/json'))
       reply.header('content-type', 'application/json');
