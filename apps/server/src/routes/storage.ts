@@ -146,20 +146,7 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
         mode,
         rawData: scope.rawData,
       };
-      if (isAsync(request)) {
-        return sendJson(
-          reply,
-          202,
-          renderTask(
-            await deps.tasks.enqueue({
-              appId: scope.principal.app.id,
-              accountId: plan.accountId,
-              kind: 'storage.upload_url',
-              params: { ...plan },
-            }),
-          ),
-        );
-      }
+      if (isAsync(request)) return acceptAsTask(reply, scope, 'storage.upload_url', { ...plan });
       const result = await executeUrlUpload(deps, plan, request.ip);
       return sendJson(reply, result.status, result.body);
     }
@@ -291,24 +278,29 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
     // Only large (recursive) deletes run as tasks; a plain one answers folder_not_empty at once.
     if (recursive && isAsync(request)) {
       await scope.storage.get(rawId, 'folder');
-      return sendJson(
-        reply,
-        202,
-        renderTask(
-          await deps.tasks.enqueue({
-            appId: scope.principal.app.id,
-            accountId: plan.accountId,
-            kind: 'storage.delete_folder',
-            params: plan,
-          }),
-        ),
-      );
+      return acceptAsTask(reply, scope, 'storage.delete_folder', plan);
     }
     await executeFolderDelete(deps, plan, request.ip);
     return reply.status(204).send();
   });
 
   // ── shared handlers ────────────────────────────────────────────────────
+
+  /** `X-Kloudless-Async`: the plan is persisted as a task before the 202 carrying it is sent. */
+  async function acceptAsTask(
+    reply: FastifyReply,
+    scope: StorageScope,
+    kind: string,
+    params: { accountId: number } & Record<string, unknown>,
+  ) {
+    const task = await deps.tasks.enqueue({
+      appId: scope.principal.app.id,
+      accountId: params.accountId,
+      kind,
+      params,
+    });
+    return sendJson(reply, 202, renderTask(task));
+  }
 
   async function moveItem(request: FastifyRequest, reply: FastifyReply, type: StorageItemType) {
     const scope = await storageScope(deps, request, reply);
@@ -364,19 +356,7 @@ export function registerStorageRoutes(app: FastifyInstance, deps: ServerDeps): v
       plan.targetAccountId = Number(target.account.id);
     }
     if (body.parent_id) plan.parentRawId = parentRawId({ ...scope, ...target }, body.parent_id);
-    if (isAsync(request))
-      return sendJson(
-        reply,
-        202,
-        renderTask(
-          await deps.tasks.enqueue({
-            appId: scope.principal.app.id,
-            accountId: plan.accountId,
-            kind: 'storage.copy',
-            params: { ...plan },
-          }),
-        ),
-      );
+    if (isAsync(request)) return acceptAsTask(reply, scope, 'storage.copy', { ...plan });
     const result = await executeCopy(deps, plan, request.ip);
     return sendJson(reply, result.status, result.body);
   }
