@@ -33,7 +33,8 @@ export interface PathIds {
   nameOf(rawId: string): string;
 }
 
-function hasControlCharacter(value: string): boolean {
+/** C0 controls and DEL: never valid in a path segment (and CR/LF would end an FTP command line). */
+export function hasControlCharacter(value: string): boolean {
   for (let i = 0; i < value.length; i++) {
     const code = value.charCodeAt(i);
     if (code < 0x20 || code === 0x7f) return true;
@@ -41,12 +42,33 @@ function hasControlCharacter(value: string): boolean {
   return false;
 }
 
+/** `.`, `..`, a backslash or a control character: a segment no path-addressed backend may see. */
+export function isBadPathSegment(segment: string): boolean {
+  return segment === '.' || segment === '..' || segment.includes('\\') || hasControlCharacter(segment);
+}
+
+/**
+ * A configured base path (FTP, WebDAV, … credentials) in raw-id form: absolute, no `.`/`..`
+ * segments, no backslashes or control characters, no trailing slash (`/` for the root).
+ */
+export function normalizeBasePath(basePath: string): string {
+  if (!basePath.startsWith('/'))
+    throw new CloudmuxError('invalid_parameters', 'The base path must start with "/".');
+  const segments = basePath.split('/').filter((s) => s !== '');
+  if (segments.some(isBadPathSegment)) {
+    throw new CloudmuxError(
+      'invalid_parameters',
+      'The base path cannot contain "." or ".." segments, backslashes or control characters.',
+    );
+  }
+  return `/${segments.join('/')}`;
+}
+
 export function pathIds(options: PathIdOptions): PathIds {
   const missing = () =>
     new CloudmuxError('not_found', 'No such file or folder.', { service: options.service });
   const validSegment = (segment: string, depth: number): boolean => {
-    if (segment === '.' || segment === '..' || segment.includes('\\') || hasControlCharacter(segment))
-      return false;
+    if (isBadPathSegment(segment)) return false;
     if (options.reserved?.(segment, depth)) return false;
     if (options.validateName) {
       try {

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { CloudmuxError, pathIds } from '../src/index.js';
+import {
+  CloudmuxError,
+  hasControlCharacter,
+  isBadPathSegment,
+  normalizeBasePath,
+  pathIds,
+} from '../src/index.js';
 
 const ids = pathIds({
   service: 'test',
@@ -36,5 +42,26 @@ describe('pathIds', () => {
     expect(() => ids.child('/', '.staging')).toThrow(/reserved/);
     expect(ids.child('/sub', '.staging')).toBe('/sub/.staging');
     for (const bad of ['..', 'a/b', 'a\\b', '']) expect(() => ids.child('/', bad)).toThrow(CloudmuxError);
+  });
+});
+
+describe('normalizeBasePath', () => {
+  it('gives the raw-id form of a configured base path', () => {
+    expect(normalizeBasePath('/')).toBe('/');
+    expect(normalizeBasePath('//srv///data/')).toBe('/srv/data');
+    expect(normalizeBasePath('/a b/ü')).toBe('/a b/ü');
+  });
+
+  it('refuses relative paths, dot segments, backslashes and control characters', () => {
+    for (const bad of ['', 'srv', '/srv/../etc', '/./x', '/a\\b', '/a\nb', '/a\u0000', '/a\u007f']) {
+      expect(() => normalizeBasePath(bad), JSON.stringify(bad)).toThrow(CloudmuxError);
+    }
+  });
+
+  it('shares its segment rule with the raw ids', () => {
+    for (const segment of ['.', '..', 'a\\b', 'a\rb']) expect(isBadPathSegment(segment)).toBe(true);
+    for (const segment of ['a', '...', 'a.b', 'ü']) expect(isBadPathSegment(segment)).toBe(false);
+    expect(hasControlCharacter('tab\there')).toBe(true);
+    expect(hasControlCharacter('plain')).toBe(false);
   });
 });

@@ -2,8 +2,8 @@
  * The connect form / `POST /v1/accounts` fields. Kloudless pre-fills FTP forms through
  * `extra_data` as `{"domain": "ftps://ftp.example.com:21"}`, so `domain` is accepted beside `host`.
  */
+import { normalizeBasePath } from '@cloudmux/core';
 import * as z from 'zod';
-import { normalizeBasePath } from './paths.js';
 
 const noLineBreaks = (v: string) => !/[\r\n\0]/.test(v);
 

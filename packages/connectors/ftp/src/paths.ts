@@ -3,7 +3,7 @@
  * Every segment is checked, so a raw id can never address anything above the base path, and names
  * that would break an FTP command line (CR, LF, NUL) never reach the wire.
  */
-import { CloudmuxError, pathIds } from '@cloudmux/core';
+import { pathIds } from '@cloudmux/core';
 import { SERVICE } from './errors.js';
 
 /** Uploads are written under this prefix in the target folder, then renamed; such names stay hidden. */
@@ -11,15 +11,6 @@ export const UPLOAD_PREFIX = '.cloudmux-upload-';
 
 export function isHiddenName(name: string): boolean {
   return name.startsWith(UPLOAD_PREFIX);
-}
-
-/** C0 controls and DEL: never valid in a name, and CR/LF would end an FTP command line. */
-export function hasControlCharacter(value: string): boolean {
-  for (let i = 0; i < value.length; i++) {
-    const code = value.charCodeAt(i);
-    if (code < 0x20 || code === 0x7f) return true;
-  }
-  return false;
 }
 
 const ids = pathIds({
@@ -35,22 +26,6 @@ export const checkName = (name: string): string => ids.checkName(name);
 export const childRawId = ids.child;
 export const parentOf = ids.parentOf;
 export const nameOf = ids.nameOf;
-
-/** Normalizes a configured base path: absolute, no `.`/`..`, no control characters, no trailing slash. */
-export function normalizeBasePath(basePath: string): string {
-  if (!basePath.startsWith('/'))
-    throw new CloudmuxError('invalid_parameters', 'The base path must start with "/".');
-  const segments = basePath.split('/').filter((s) => s !== '');
-  for (const segment of segments) {
-    if (segment === '.' || segment === '..' || hasControlCharacter(segment)) {
-      throw new CloudmuxError(
-        'invalid_parameters',
-        'The base path cannot contain ".", ".." or control characters.',
-      );
-    }
-  }
-  return `/${segments.join('/')}`;
-}
 
 /** Absolute server path of a raw id under the base path. */
 export function serverPath(basePath: string, rawId: string): string {

@@ -4,8 +4,8 @@
  * accepted beside `url`. The parsed output is normalized (one `url`, ending in `/`) and parses again
  * as input, because the server stores the output and re-parses it.
  */
+import { hasControlCharacter, normalizeBasePath } from '@cloudmux/core';
 import * as z from 'zod';
-import { hasControlCharacter, normalizeBasePath } from './paths.js';
 
 /** Why `value` is not a usable WebDAV root URL, or null. */
 function urlProblem(value: string): string | null {

@@ -4,7 +4,7 @@
  * server sends are only ever turned back into raw ids (and dropped when they name another host or
  * lie outside the account), never requested.
  */
-import { CloudmuxError, pathIds } from '@cloudmux/core';
+import { CloudmuxError, isBadPathSegment, normalizeBasePath, pathIds } from '@cloudmux/core';
 
 export const SERVICE = 'webdav';
 
@@ -13,19 +13,6 @@ export const UPLOAD_PREFIX = '.cloudmux-upload-';
 
 export function isHiddenName(name: string): boolean {
   return name.startsWith(UPLOAD_PREFIX);
-}
-
-/** C0 controls and DEL: never valid in a name. */
-export function hasControlCharacter(value: string): boolean {
-  for (let i = 0; i < value.length; i++) {
-    const code = value.charCodeAt(i);
-    if (code < 0x20 || code === 0x7f) return true;
-  }
-  return false;
-}
-
-function badSegment(segment: string): boolean {
-  return segment === '.' || segment === '..' || segment.includes('\\') || hasControlCharacter(segment);
 }
 
 const ids = pathIds({
@@ -40,20 +27,6 @@ export const toRawId = ids.toRawId;
 export const checkName = (name: string): string => ids.checkName(name);
 export const childRawId = ids.child;
 export const parentOf = ids.parentOf;
-
-/** Normalizes a configured base path: absolute, no `.`/`..`, no control characters, no trailing slash. */
-export function normalizeBasePath(basePath: string): string {
-  if (!basePath.startsWith('/')) {
-    throw new CloudmuxError('invalid_parameters', 'The base path must start with "/".');
-  }
-  const segments = basePath.split('/').filter((s) => s !== '');
-  for (const segment of segments) {
-    if (badSegment(segment)) {
-      throw new CloudmuxError('invalid_parameters', 'The base path cannot contain "." or ".." segments.');
-    }
-  }
-  return toRawId(segments);
-}
 
 /** RFC 3986 §2.3: everything but the unreserved characters is percent-encoded (UTF-8). */
 export function encodeSegment(segment: string): string {
@@ -74,7 +47,7 @@ export function decodePath(pathname: string): string[] | null {
     } catch {
       return null;
     }
-    if (decoded.includes('/') || badSegment(decoded)) return null;
+    if (decoded.includes('/') || isBadPathSegment(decoded)) return null;
     out.push(decoded);
   }
   return out;
