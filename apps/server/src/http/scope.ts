@@ -79,6 +79,11 @@ export async function storageRuntime(
   });
 }
 
+/** The id codec bound to one account, with its storage's `root` and `trash` special ids. */
+export function accountIds(deps: ServerDeps, account: AccountRow, storage: StorageApi): AccountIds {
+  return new AccountIds(deps.ids, Number(account.id), account.service, storage.rootRawId, storage.trashRawId);
+}
+
 /** The storage side of an account outside a request (tasks run it after the 202). */
 export async function storageRuntimeFor(
   deps: ServerDeps,
@@ -92,13 +97,7 @@ export async function storageRuntimeFor(
       'not_implemented',
       `${runtime.definition.name} does not provide the Storage API.`,
     );
-  const ids = new AccountIds(
-    deps.ids,
-    Number(account.id),
-    account.service,
-    storage.rootRawId,
-    storage.trashRawId,
-  );
+  const ids = accountIds(deps, account, storage);
   return { account, runtime, storage, ids, rawData: options.rawData ?? false };
 }
 
@@ -128,4 +127,19 @@ export async function targetAccount(
   const [account] = await loadAccounts(deps.store, principal, text);
   await rateLimit(deps, reply, [account!]);
   return storageRuntime(deps, request, account!);
+}
+
+/** A parent folder id from a body: anything that does not resolve is `invalid_parent_folder` (400). */
+export function parentRawId(scope: StorageScope, id: string): string {
+  try {
+    return scope.ids.decode(id, 'folder');
+  } catch (err) {
+    if (err instanceof CloudmuxError && err.code === 'not_found') {
+      throw new CloudmuxError(
+        'invalid_parent_folder',
+        'The parent_id does not name a folder of this account.',
+      );
+    }
+    throw err;
+  }
 }

@@ -13,7 +13,7 @@ import * as z from 'zod';
 import type { ServerDeps } from '../http/deps.js';
 import { renderItem } from '../http/objects.js';
 import { firstValue, parseBody, parseBool } from '../http/params.js';
-import { type StorageScope, storageScope } from '../http/scope.js';
+import { parentRawId, type StorageScope, storageScope } from '../http/scope.js';
 import {
   MAX_PARTS,
   multipartManager,
@@ -60,21 +60,6 @@ function contentLength(request: FastifyRequest): number | null {
   if (header === undefined) return null;
   const n = Number(header);
   return Number.isSafeInteger(n) && n >= 0 ? n : null;
-}
-
-/** Parent folder ids that do not resolve are `invalid_parent_folder`, as for uploads. */
-function parentRawId(scope: StorageScope, id: string): string {
-  try {
-    return scope.ids.decode(id, 'folder');
-  } catch (err) {
-    if (err instanceof CloudmuxError && err.code === 'not_found') {
-      throw new CloudmuxError(
-        'invalid_parent_folder',
-        'The parent_id does not name a folder of this account.',
-      );
-    }
-    throw err;
-  }
 }
 
 function renderSession(scope: StorageScope, view: SessionView) {

@@ -13,9 +13,8 @@ import {
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import * as z from 'zod';
 import type { ServerDeps } from '../http/deps.js';
-import { AccountIds } from '../http/objects.js';
 import { parseBody } from '../http/params.js';
-import { accountsOf, requestScope } from '../http/scope.js';
+import { accountIds, accountsOf, requestScope } from '../http/scope.js';
 import type { AccountRow } from '../store/store.js';
 import { sendJson } from './util.js';
 
@@ -185,13 +184,7 @@ async function encodeRawId(
       type: 'object',
       rawId,
     });
-  const ids = new AccountIds(
-    deps.ids,
-    Number(account.id),
-    account.service,
-    storage.rootRawId,
-    storage.trashRawId,
-  );
+  const ids = accountIds(deps, account, storage);
   // Ids are typed (a folder id is not a file id): use the type the client gives, else ask the service.
   let type = body.type;
   if (!type) {

@@ -27,7 +27,13 @@ import {
   parsePageSize,
   parseRange,
 } from '../http/params.js';
-import { type StorageScope, storageRuntimeFor, storageScope, targetAccount } from '../http/scope.js';
+import {
+  parentRawId,
+  type StorageScope,
+  storageRuntimeFor,
+  storageScope,
+  targetAccount,
+} from '../http/scope.js';
 import { type ConflictMode, copyAcross, copyWithin, uploadWithMode } from '../storage-ops.js';
 import { LinkStore } from '../store/links.js';
 import { renderTask } from '../tasks.js';
@@ -52,21 +58,6 @@ const urlUploadBody = z.looseObject({ url: z.string(), parent_id: idParam, name:
 
 function render(scope: Pick<StorageScope, 'ids' | 'rawData'>, deps: ServerDeps, item: StorageItem) {
   return renderItem(item, scope.ids, { publicUrl: deps.config.publicUrl, rawData: scope.rawData });
-}
-
-/** A parent folder id from a body: anything that does not resolve is `invalid_parent_folder` (400). */
-function parentRawId(scope: StorageScope, id: string): string {
-  try {
-    return scope.ids.decode(id, 'folder');
-  } catch (err) {
-    if (err instanceof CloudmuxError && err.code === 'not_found') {
-      throw new CloudmuxError(
-        'invalid_parent_folder',
-        'The parent_id does not name a folder of this account.',
-      );
-    }
-    throw err;
-  }
 }
 
 /** Connectors say `not_found` for a missing parent; clients of a body `parent_id` get the 400. */
