@@ -64,6 +64,18 @@ export function normalizeBasePath(basePath: string): string {
   return `/${segments.join('/')}`;
 }
 
+/**
+ * The `ancestors` of an item at `segments` (base first, the item's own parent last; none for the
+ * base itself), as raw ids of this form.
+ */
+export function pathAncestors(segments: readonly string[]): Array<{ rawId: string; name: string }> {
+  if (segments.length === 0) return [];
+  return [
+    { rawId: '/', name: '' },
+    ...segments.slice(0, -1).map((name, i) => ({ rawId: `/${segments.slice(0, i + 1).join('/')}`, name })),
+  ];
+}
+
 export function pathIds(options: PathIdOptions): PathIds {
   const missing = () =>
     new CloudmuxError('not_found', 'No such file or folder.', { service: options.service });

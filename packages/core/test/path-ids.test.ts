@@ -4,6 +4,7 @@ import {
   hasControlCharacter,
   isBadPathSegment,
   normalizeBasePath,
+  pathAncestors,
   pathIds,
 } from '../src/index.js';
 
@@ -63,5 +64,17 @@ describe('normalizeBasePath', () => {
     for (const segment of ['a', '...', 'a.b', 'ü']) expect(isBadPathSegment(segment)).toBe(false);
     expect(hasControlCharacter('tab\there')).toBe(true);
     expect(hasControlCharacter('plain')).toBe(false);
+  });
+});
+
+describe('pathAncestors', () => {
+  it('lists the base and every folder above the item, outermost first', () => {
+    expect(pathAncestors([])).toEqual([]);
+    expect(pathAncestors(['top.txt'])).toEqual([{ rawId: '/', name: '' }]);
+    expect(pathAncestors(['a', 'b c', 'ü.txt'])).toEqual([
+      { rawId: '/', name: '' },
+      { rawId: '/a', name: 'a' },
+      { rawId: '/a/b c', name: 'b c' },
+    ]);
   });
 });

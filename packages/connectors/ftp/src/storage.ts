@@ -15,6 +15,7 @@ import {
   namingConflict,
   type Page,
   type PageRequest,
+  pathAncestors,
   type RetryPolicy,
   retryOperation,
   type SearchOptions,
@@ -35,7 +36,6 @@ import {
   parentOf,
   parseRawId,
   serverPath,
-  toRawId,
   UPLOAD_PREFIX,
 } from './paths.js';
 import type { SessionPool } from './pool.js';
@@ -141,10 +141,7 @@ export class FtpStorage implements StorageApi {
   private toItem(rawId: string, entry: RemoteEntry): StorageItem {
     const segments = parseRawId(rawId);
     const isDir = entry.type === 'folder';
-    const ancestors = segments
-      .slice(0, -1)
-      .map((seg, i) => ({ rawId: toRawId(segments.slice(0, i + 1)), name: seg }));
-    if (segments.length > 0) ancestors.unshift({ rawId: '/', name: '' });
+    const ancestors = pathAncestors(segments);
     const name = segments.at(-1) ?? '';
     return {
       // Links never get here: `stat` and `listable` drop them.

@@ -35,6 +35,7 @@ import {
   namingConflict,
   type Page,
   type PageRequest,
+  pathAncestors,
   type SearchOptions,
   type StorageApi,
   type StorageItem,
@@ -96,10 +97,7 @@ export class LocalStorage implements StorageApi {
     const segments = parseRawId(rawId);
     const name = segments.length === 0 ? '' : segments[segments.length - 1]!;
     const isDir = st.isDirectory();
-    const ancestors = segments
-      .slice(0, -1)
-      .map((seg, i) => ({ rawId: toRawId(segments.slice(0, i + 1)), name: seg }));
-    if (segments.length > 0) ancestors.unshift({ rawId: '/', name: '' });
+    const ancestors = pathAncestors(segments);
     return {
       type: isDir ? 'folder' : 'file',
       rawId,

@@ -17,6 +17,7 @@ import {
   namingConflict,
   type Page,
   type PageRequest,
+  pathAncestors,
   type SearchOptions,
   type StorageApi,
   type StorageItem,
@@ -130,10 +131,7 @@ export class SmbStorage implements StorageApi {
     const folder = isDir(info.attributes);
     const name = segments.length === 0 ? '' : segments[segments.length - 1]!;
     const rawId = toRawId(segments);
-    const ancestors = segments
-      .slice(0, -1)
-      .map((seg, i) => ({ rawId: toRawId(segments.slice(0, i + 1)), name: seg }));
-    if (segments.length > 0) ancestors.unshift({ rawId: '/', name: '' });
+    const ancestors = pathAncestors(segments);
     return {
       type: folder ? 'folder' : 'file',
       rawId,

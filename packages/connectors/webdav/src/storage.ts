@@ -18,6 +18,7 @@ import {
   namingConflict,
   type Page,
   type PageRequest,
+  pathAncestors,
   type SearchOptions,
   type StorageApi,
   type StorageItem,
@@ -166,10 +167,7 @@ export class WebDavStorage implements StorageApi {
     const segments = parseRawId(rawId);
     const folder = isCollection(response);
     const name = segments.length === 0 ? '' : segments[segments.length - 1]!;
-    const ancestors = segments
-      .slice(0, -1)
-      .map((seg, i) => ({ rawId: toRawId(segments.slice(0, i + 1)), name: seg }));
-    if (segments.length > 0) ancestors.unshift({ rawId: '/', name: '' });
+    const ancestors = pathAncestors(segments);
     const contentType = propText(response, 'getcontenttype') ?? null;
     const etag = propText(response, 'getetag') ?? null;
     return {
