@@ -3,7 +3,7 @@
  * provider's id, or a path for path-addressed protocols); the server turns them into encrypted
  * Kloudless ids with the id codec and builds the wire objects with `toStorageObject`.
  */
-import type { Readable } from 'node:stream';
+import { type Readable, Transform } from 'node:stream';
 import { CloudmuxError } from './errors.js';
 
 export type StorageItemType = 'file' | 'folder';
@@ -45,6 +45,36 @@ export interface Page<T> {
   items: T[];
   cursor?: string | null;
   total?: number;
+}
+
+/**
+ * Passes bytes `skip` to `skip + length - 1` of what is written to it, then ends (`onDone` runs
+ * once, so the caller can close the source): for servers that answer a Range request with the
+ * whole file (200).
+ */
+export function rangeSlice(skip: number, length: number, onDone?: () => void): Transform {
+  let toSkip = skip;
+  let left = length;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      let buf = chunk;
+      if (toSkip > 0) {
+        const n = Math.min(toSkip, buf.length);
+        toSkip -= n;
+        buf = buf.subarray(n);
+      }
+      if (left > 0 && buf.length > 0) {
+        const out = buf.subarray(0, Math.min(left, buf.length));
+        left -= out.length;
+        this.push(out);
+        if (left === 0) {
+          this.push(null);
+          onDone?.();
+        }
+      }
+      done();
+    },
+  });
 }
 
 export interface ByteRange {

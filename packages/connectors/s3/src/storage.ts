@@ -4,7 +4,7 @@
  * exist only as common prefixes of deeper keys. Rename and move are copy + delete (every key under
  * a folder's prefix); copy is CopyObject (UploadPartCopy above 5 GiB); search lists and filters.
  */
-import { type Readable, Transform } from 'node:stream';
+import type { Readable } from 'node:stream';
 import {
   type ByteRange,
   CloudmuxError,
@@ -18,6 +18,7 @@ import {
   namingConflict,
   type Page,
   type PageRequest,
+  rangeSlice,
   type SearchOptions,
   type StorageApi,
   type StorageItem,
@@ -105,28 +106,9 @@ interface MultipartSession {
 
 /** Skips `skip` bytes and passes at most `limit` more: for servers that answer a Range with 200. */
 function sliceStream(source: Readable, skip: number, limit: number): Readable {
-  let toSkip = skip;
-  let left = limit;
-  const slicer = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      let buf = chunk;
-      if (toSkip > 0) {
-        const n = Math.min(toSkip, buf.length);
-        toSkip -= n;
-        buf = buf.subarray(n);
-      }
-      if (left > 0 && buf.length > 0) {
-        const out = buf.subarray(0, Math.min(left, buf.length));
-        left -= out.length;
-        this.push(out);
-      }
-      if (left === 0) {
-        source.unpipe(slicer);
-        source.destroy();
-        this.push(null);
-      }
-      done();
-    },
+  const slicer = rangeSlice(skip, limit, () => {
+    source.unpipe(slicer);
+    source.destroy();
   });
   source.on('error', (err) => slicer.destroy(err));
   return source.pipe(slicer);

@@ -6,7 +6,7 @@
  * nature for collections, so emptiness is checked first when not recursive).
  */
 import { randomBytes } from 'node:crypto';
-import { PassThrough, type Readable, Transform } from 'node:stream';
+import { PassThrough, type Readable, type Transform } from 'node:stream';
 import {
   type ByteRange,
   CloudmuxError,
@@ -19,6 +19,7 @@ import {
   type Page,
   type PageRequest,
   pathAncestors,
+  rangeSlice,
   type SearchOptions,
   type StorageApi,
   type StorageItem,
@@ -67,30 +68,6 @@ function parseContentRange(value: string | undefined): { start: number; end: num
 function headerOf(response: AxiosResponse, name: string): string | undefined {
   const value = (response.headers as Record<string, unknown>)[name];
   return typeof value === 'string' ? value : typeof value === 'number' ? String(value) : undefined;
-}
-
-/** Skips `skip` bytes, then passes `length` bytes (for a server that ignored the Range header). */
-function sliceStream(skip: number, length: number): Transform {
-  let toSkip = skip;
-  let left = length;
-  return new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      let buf = chunk;
-      if (toSkip > 0) {
-        const n = Math.min(toSkip, buf.length);
-        toSkip -= n;
-        buf = buf.subarray(n);
-      }
-      if (left > 0 && buf.length > 0) {
-        const out = buf.subarray(0, Math.min(left, buf.length));
-        left -= out.length;
-        this.push(out);
-        // Done: end here instead of draining the rest of the file from the server.
-        if (left === 0) this.push(null);
-      }
-      done();
-    },
-  });
 }
 
 /**
@@ -535,7 +512,7 @@ export class WebDavStorage implements StorageApi {
       });
     }
     const end = Math.min(range.end ?? length - 1, length - 1);
-    const sliced = mappedStream(response.data, sliceStream(range.start, end - range.start + 1));
+    const sliced = mappedStream(response.data, rangeSlice(range.start, end - range.start + 1));
     return {
       stream: sliced,
       size: end - range.start + 1,
